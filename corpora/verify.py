@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Verify the sample corpora and their held-out question sets.
+
+Usage:  python corpora/verify.py [CORPUS ...]
+
+For every corpus folder under corpora/ (a folder holding docs/ and
+questions/), every question in questions/dev.jsonl and questions/test.jsonl
+is checked:
+
+* the object has exactly the expected keys, a well-formed unique id
+  (<corpus>-<split>-NNN) and a known type;
+* answerable questions: 1-3 non-empty answer keywords, at least one
+  reference source; each source path (relative to the corpus's docs/
+  folder) exists; for PDFs the 1-based physical page exists; every keyword
+  occurs (case-insensitive, whitespace-normalised) in the text of at least
+  one listed source, and every listed source contains at least one keyword;
+* unanswerable questions: answerable is false, type is "unanswerable",
+  no keywords, no sources, reference_answer "The documents do not say.";
+* the share of unanswerable questions in each split is between 10% and 20%.
+
+Text extraction: .txt/.md as UTF-8; .html/.htm through BeautifulSoup
+(lxml parser) with <script>/<style> removed, using get_text() both with no
+separator and with a " " separator (a keyword must match in both, so it
+does not depend on how tags are joined); .pdf per page through pypdfium2.
+
+Exits 0 when everything passes, 1 otherwise (listing every failure).
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SPLITS = ("dev", "test")
+KEYS = {"id", "question", "reference_answer", "answer_keywords",
+        "reference_sources", "answerable", "type"}
+TYPES = {"factoid", "numeric", "definition", "procedural", "unanswerable"}
+UNANSWERABLE_ANSWER = "The documents do not say."
+UNANSWERABLE_SHARE = (0.10, 0.20)
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+@lru_cache(maxsize=None)
+def html_texts(path: Path) -> tuple[str, str]:
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(path.read_bytes(), "lxml")
+    for tag in soup(["script", "style"]):
+        tag.decompose()
+    return norm(soup.get_text()), norm(soup.get_text(" "))
+
+
+@lru_cache(maxsize=None)
+def pdf_pages(path: Path) -> tuple[str, ...]:
+    import pypdfium2 as pdfium
+    doc = pdfium.PdfDocument(str(path))
+    try:
+        pages = []
+        for i in range(len(doc)):
+            page = doc[i]
+            textpage = page.get_textpage()
+            pages.append(norm(textpage.get_text_range()))
+            textpage.close()
+            page.close()
+        return tuple(pages)
+    finally:
+        doc.close()
+
+
+def source_texts(docs: Path, src: dict, errors: list[str], where: str) -> list[str] | None:
+    """Return the text variants of one reference source, or None on error."""
+    if not isinstance(src, dict) or not isinstance(src.get("source"), str):
+        errors.append(f"{where}: malformed source {src!r}")
+        return None
+    rel = src["source"]
+    path = (docs / rel).resolve()
+    if docs.resolve() not in path.parents or not path.is_file():
+        errors.append(f"{where}: source file not found: docs/{rel}")
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        if set(src) != {"source", "page"}:
+            errors.append(f"{where}: PDF source needs exactly 'source' and 'page': {src!r}")
+            return None
+        page = src["page"]
+        pages = pdf_pages(path)
+        if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page <= len(pages):
+            errors.append(f"{where}: page {page!r} out of range 1..{len(pages)} in {rel}")
+            return None
+        return [pages[page - 1]]
+    if set(src) != {"source"}:
+        errors.append(f"{where}: non-PDF source must only have 'source': {src!r}")
+        return None
+    if suffix in (".html", ".htm"):
+        return list(html_texts(path))
+    if suffix in (".txt", ".md"):
+        return [norm(path.read_text(encoding="utf-8"))]
+    errors.append(f"{where}: unsupported source type: {rel}")
+    return None
+
+
+def check_question(corpus: str, split: str, q: dict, docs: Path, errors: list[str]) -> None:
+    qid = q.get("id", "?")
+    where = f"{corpus}/{split}/{qid}"
+    if set(q) != KEYS:
+        errors.append(f"{where}: keys {sorted(q)} != {sorted(KEYS)}")
+        return
+    if not re.fullmatch(rf"{re.escape(corpus)}-{split}-\d{{3}}", qid):
+        errors.append(f"{where}: bad id (want {corpus}-{split}-NNN)")
+    if not isinstance(q["question"], str) or not q["question"].strip():
+        errors.append(f"{where}: empty question")
+    if not isinstance(q["reference_answer"], str) or not q["reference_answer"].strip():
+        errors.append(f"{where}: empty reference_answer")
+    if q["type"] not in TYPES:
+        errors.append(f"{where}: unknown type {q['type']!r}")
+    kws, srcs = q["answer_keywords"], q["reference_sources"]
+    if not isinstance(kws, list) or not isinstance(srcs, list):
+        errors.append(f"{where}: answer_keywords and reference_sources must be lists")
+        return
+    if q["answerable"] is False:
+        if q["type"] != "unanswerable":
+            errors.append(f"{where}: unanswerable question must have type 'unanswerable'")
+        if kws or srcs:
+            errors.append(f"{where}: unanswerable question must have no keywords/sources")
+        if q["reference_answer"] != UNANSWERABLE_ANSWER:
+            errors.append(f"{where}: unanswerable reference_answer must be {UNANSWERABLE_ANSWER!r}")
+        return
+    if q["answerable"] is not True:
+        errors.append(f"{where}: answerable must be true or false")
+        return
+    if q["type"] == "unanswerable":
+        errors.append(f"{where}: answerable question has type 'unanswerable'")
+    if not 1 <= len(kws) <= 3 or not all(isinstance(k, str) and k.strip() for k in kws):
+        errors.append(f"{where}: need 1-3 non-empty answer keywords, got {kws!r}")
+        return
+    if not srcs:
+        errors.append(f"{where}: answerable question without reference_sources")
+        return
+    texts = []
+    for src in srcs:
+        t = source_texts(docs, src, errors, where)
+        if t is None:
+            return
+        texts.append((src, t))
+    for kw in kws:
+        k = norm(kw)
+        if not any(all(k in variant for variant in t) for _, t in texts):
+            errors.append(f"{where}: keyword {kw!r} not found in any of {srcs}")
+    for src, t in texts:
+        if not any(all(norm(kw) in variant for variant in t) for kw in kws):
+            errors.append(f"{where}: source {src} contains none of the keywords {kws}")
+
+
+def check_corpus(corpus_dir: Path, errors: list[str]) -> dict[str, tuple[int, int]]:
+    corpus = corpus_dir.name
+    docs = corpus_dir / "docs"
+    counts = {}
+    if not docs.is_dir():
+        errors.append(f"{corpus}: missing docs/")
+    if not (corpus_dir / "README.md").is_file():
+        errors.append(f"{corpus}: missing README.md")
+    seen = set()
+    for split in SPLITS:
+        path = corpus_dir / "questions" / f"{split}.jsonl"
+        if not path.is_file():
+            errors.append(f"{corpus}: missing questions/{split}.jsonl")
+            continue
+        n = unans = 0
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                errors.append(f"{corpus}/{split}: blank line {lineno}")
+                continue
+            try:
+                q = json.loads(line)
+            except json.JSONDecodeError as e:
+                errors.append(f"{corpus}/{split}: line {lineno}: bad JSON: {e}")
+                continue
+            if not isinstance(q, dict):
+                errors.append(f"{corpus}/{split}: line {lineno}: not an object")
+                continue
+            if q.get("id") in seen:
+                errors.append(f"{corpus}/{split}: duplicate id {q.get('id')}")
+            seen.add(q.get("id"))
+            n += 1
+            unans += q.get("answerable") is False
+            check_question(corpus, split, q, docs, errors)
+        counts[split] = (n, unans)
+        if n:
+            share = unans / n
+            lo, hi = UNANSWERABLE_SHARE
+            if not lo <= share <= hi:
+                errors.append(f"{corpus}/{split}: unanswerable share {share:.0%} outside {lo:.0%}-{hi:.0%}")
+        else:
+            errors.append(f"{corpus}/{split}: no questions")
+    return counts
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv)
+    corpora = sorted(p for p in ROOT.iterdir()
+                     if p.is_dir() and (p / "questions").is_dir() and (not wanted or p.name in wanted))
+    missing = wanted - {p.name for p in corpora}
+    errors: list[str] = [f"unknown corpus: {m}" for m in sorted(missing)]
+    if not corpora:
+        errors.append("no corpora found")
+    for corpus_dir in corpora:
+        counts = check_corpus(corpus_dir, errors)
+        summary = ", ".join(f"{s}: {n} ({n - u} answerable, {u} unanswerable)"
+                            for s, (n, u) in counts.items())
+        print(f"{corpus_dir.name}: {summary}")
+    if errors:
+        print(f"\n{len(errors)} failure(s):", file=sys.stderr)
+        for e in errors:
+            print(f"  - {e}", file=sys.stderr)
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,204 @@
+"""The index directory: SQLite store + FAISS file of the committed generation + manifest, self-describing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ingest.config import IngestConfig
+from ingest.errors import IndexCorruptError, IndexMismatchError
+from ingest.index import FaissIndex
+from ingest.store import SCHEMA_VERSION, Store
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "store.sqlite"
+MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".write.lock"
+RAG_VERSION = "0.1.0"
+
+
+def vectors_file(directory: Path, generation: int) -> Path:
+    return directory / f"vectors-{generation:08d}.faiss"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the index directory says about itself (also kept in the store's meta table)."""
+
+    embedding_model: str
+    dim: int
+    chunk_size: int
+    chunk_overlap: int
+    index_type: str
+    schema_version: int = SCHEMA_VERSION
+    rag_version: str = RAG_VERSION
+    created: float = 0.0
+    updated: float = 0.0
+    generation: int = 0
+    documents: int = 0
+    chunks: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+class Collection:
+    """A consistent snapshot of an index directory: the store and the FAISS index of one generation."""
+
+    def __init__(self, directory: Path, readonly: bool = True) -> None:
+        self.directory = Path(directory)
+        store_path = self.directory / STORE_FILE
+        if readonly and not store_path.exists():
+            raise IndexCorruptError(
+                f"{self.directory} is not a rag index (no {STORE_FILE}); build one with: rag ingest PATH --index {self.directory}"
+            )
+        if not readonly:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store = Store(store_path, readonly=readonly)
+            if readonly and self.store.schema_version < SCHEMA_VERSION:
+                self.store.close()
+                self.store = Store(store_path, readonly=False)  # run pending migrations once
+        except Exception as e:
+            raise IndexCorruptError(f"{store_path}: cannot open the metadata store ({e})") from e
+        self.generation = -1
+        self.vectors: FaissIndex | None = None
+        self.manifest: Manifest | None = None
+        self.refresh()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def refresh(self) -> bool:
+        """Load the committed generation if it changed since the last load; True when it did."""
+        gen = self.store.generation
+        if gen == self.generation:
+            return False
+        raw = self.store.get_meta("manifest")
+        self.manifest = Manifest(**json.loads(raw)) if raw else None
+        self.vectors = self._load_vectors(gen) if self.manifest else None
+        self.generation = gen
+        return True
+
+    def _load_vectors(self, gen: int) -> FaissIndex:
+        assert self.manifest is not None
+        m = self.manifest
+        path = vectors_file(self.directory, gen)
+        for _ in range(3):
+            try:
+                return FaissIndex.load(path, kind=m.index_type)
+            except RuntimeError:
+                # A writer may have committed a newer generation and removed this file: follow it.
+                newer = self.store.generation
+                if newer != gen:
+                    gen, path = newer, vectors_file(self.directory, newer)
+                    continue
+                break
+        log.warning("%s is missing or unreadable; rebuilding the vector index from stored vectors", path)
+        index = FaissIndex(m.dim, kind=m.index_type)
+        ids, vecs = self.store.all_chunk_vectors(m.dim)
+        index.rebuild(ids, vecs)
+        return index
+
+    def check_compatible(self, config: IngestConfig) -> None:
+        """Refuse to mix embedders or chunking settings in one index."""
+        m = self.manifest
+        if m is None:
+            return
+        if m.embedding_model != config.embedding.model:
+            raise IndexMismatchError(
+                f"index {self.directory} was built with embedding model {m.embedding_model!r} (dim {m.dim}); "
+                f"this run is configured for {config.embedding.model!r}. Use the same model, or another --index directory"
+            )
+        if (m.chunk_size, m.chunk_overlap) != (config.chunk_size, config.chunk_overlap):
+            raise IndexMismatchError(
+                f"index {self.directory} was built with chunk_size={m.chunk_size}, chunk_overlap={m.chunk_overlap}; "
+                f"this run asks for {config.chunk_size}/{config.chunk_overlap}. Use the same settings, or another --index"
+            )
+        if m.index_type != config.index_type:
+            raise IndexMismatchError(
+                f"index {self.directory} is a {m.index_type!r} index; this run asks for {config.index_type!r}. "
+                "Use the same index_type, or another --index directory"
+            )
+
+    def check_embedder(self, model_id: str, dim: int) -> None:
+        m = self.manifest
+        if m is not None and (m.embedding_model != model_id or m.dim != dim):
+            raise IndexMismatchError(
+                f"index {self.directory} was built with embedding model {m.embedding_model!r} (dim {m.dim}); "
+                f"cannot query it with {model_id!r} (dim {dim})"
+            )
+
+    def consistency(self) -> list[str]:
+        """Problems found: FAISS ids and SQLite chunk rows must be the same set; empty when consistent."""
+        problems: list[str] = []
+        db_ids = self.store.chunk_ids()
+        faiss_ids = set(self.vectors.ids().tolist()) if self.vectors is not None else set()
+        if db_ids != faiss_ids:
+            problems.append(
+                f"{len(db_ids - faiss_ids)} chunk(s) missing from the vector index, "
+                f"{len(faiss_ids - db_ids)} vector(s) without a chunk"
+            )
+        missing = self.store.db.execute(
+            "SELECT count(*) FROM chunks c LEFT JOIN vectors v ON v.text_hash=c.text_hash WHERE v.text_hash IS NULL"
+        ).fetchone()[0]
+        if missing:
+            problems.append(f"{missing} chunk(s) without a stored vector")
+        bad = self.store.db.execute("PRAGMA quick_check").fetchone()[0]
+        if bad != "ok":
+            problems.append(f"SQLite quick_check: {bad}")
+        return problems
+
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+
+    # --- write side (the caller holds the write lock) -------------------------------------------
+    def commit_generation(self, vectors: FaissIndex, manifest: Manifest) -> None:
+        """Write the FAISS file of the next generation, then commit the open store transaction pointing at it.
+
+        A crash before the commit leaves the previous generation (and its file) in force; a crash after
+        it leaves the new one complete. Old files are removed only once nothing points at them.
+        """
+        gen = self.store.generation + 1
+        vectors.save(vectors_file(self.directory, gen))
+        now = time.time()
+        m = Manifest(**{**asdict(manifest), "generation": gen, "updated": now,
+                        "created": manifest.created or now})
+        self.store.set_meta("manifest", m.to_json())
+        self.store.set_meta("generation", str(gen))
+        self.store.db.commit()
+        self.manifest, self.vectors, self.generation = m, vectors, gen
+        _write_atomic(self.directory / MANIFEST_FILE, m.to_json())
+        self.remove_stale_files()
+
+    def remove_stale_files(self) -> None:
+        keep = vectors_file(self.directory, self.store.generation).name
+        for p in self.directory.glob("vectors-*.faiss*"):
+            if p.name != keep:
+                p.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def empty_vectors(dim: int, config: IngestConfig) -> FaissIndex:
+    return FaissIndex(dim, kind=config.index_type, hnsw_m=config.hnsw_m, ivf_nlist=config.ivf_nlist)
+
+
+

@@ -1,0 +1,190 @@
+"""The `rag` command: parses arguments, calls the Python API, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingest.config import ConfigError
+from ingest.errors import IngestError
+from rag.config import Config, load_config
+
+EXIT_OK, EXIT_FATAL, EXIT_PARTIAL = 0, 1, 2
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+class Ctx:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map domain errors to one clear line and exit code 1."""
+    try:
+        yield
+    except (ConfigError, IngestError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FATAL)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:
+        from rag.errors import RagError
+
+        if isinstance(e, RagError):
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_FATAL)
+        raise
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="config.toml to use (default: ./config.toml if present, else built-in defaults).")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """Grounded question answering over private documents."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("faiss.loader", "sentence_transformers", "httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ctx.obj = Ctx(config_path)
+
+
+def _index_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None,
+                        help="Index directory (default: [index].dir of the config).")(f)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   transient=True, console=None)
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_index_option
+@click.option("--prune", is_flag=True, help="Remove documents whose files are gone.")
+@click.option("--tenant", default=None, help="Tenant the documents belong to (access control).")
+@click.option("--tag", "tags", multiple=True, help="Tag for the documents (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_obj
+def ingest(obj: Ctx, paths: tuple[Path, ...], index_dir: Path | None, prune: bool, tenant: str | None,
+           tags: tuple[str, ...], as_json: bool) -> None:
+    """Ingest files and folders into the index (incremental; unchanged files are skipped)."""
+    from rag import api
+
+    with _errors(), _progress(not as_json and sys.stderr.isatty()) as progress:
+        report = api.ingest(list(paths), index_dir, obj.config, prune=prune, tenant=tenant, tags=tags,
+                            progress=progress)
+    failed = [{"source": f.source, "error": f.error} for f in report.failed]
+    if as_json:
+        summary = report.summary()
+        summary["failed"] = failed
+        summary["skipped"] = [{"source": f.source, "error": f.error} for f in report.skipped]
+        _echo_json(summary)
+    else:
+        for f in report.failed:
+            click.echo(f"failed: {f.source}: {f.error}", err=True)
+        for f in report.skipped:
+            click.echo(f"{f.source}: {f.error}", err=True)
+        click.echo(
+            f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
+            f"{len(report.removed)} removed, {len(report.failed)} failed, {len(report.skipped)} skipped; "
+            f"chunks +{report.chunks_added} -{report.chunks_removed} (embedded {report.chunks_embedded}), "
+            f"{report.documents_total} documents / {report.chunks_total} chunks in {report.index} "
+            f"({report.seconds:.1f}s)"
+        )
+    sys.exit(EXIT_PARTIAL if report.failed else EXIT_OK)
+
+
+@cli.command()
+@click.argument("question")
+@_index_option
+@click.option("--k", default=None, type=int, help="Number of hits (default: retrieval.k).")
+@click.option("--mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None)
+@click.option("--filter", "filters", multiple=True,
+              help="KEY=VALUE with KEY in source (glob), type, section (glob), tag; repeatable.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def retrieve(obj: Ctx, question: str, index_dir: Path | None, k: int | None, mode: str | None,
+             filters: tuple[str, ...], as_json: bool) -> None:
+    """Show the chunks retrieved for a question, best first."""
+    from rag.api import open_pipeline
+
+    with _errors(), open_pipeline(index_dir, obj.config) as r:
+        hits = r.retrieve(question, k=k, mode=mode, filters=list(filters))
+    if as_json:
+        _echo_json([h.to_dict() for h in hits])
+        return
+    for i, h in enumerate(hits, start=1):
+        c = h.chunk
+        where = c.source + (f" p.{c.page}" if c.page else "") + (f" § {c.section}" if c.section else "")
+        click.echo(f"{i:>2}. {h.score:.4f}  {where}")
+        click.echo("    " + " ".join(c.text.split())[:240])
+
+
+@cli.command()
+@_index_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def stats(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
+    """Documents, chunks, model, size on disk and a consistency check."""
+    from rag import api
+
+    with _errors():
+        s = api.stats(index_dir, obj.config)
+    if as_json:
+        _echo_json({**asdict(s), "consistent": s.consistent})
+    else:
+        click.echo(f"index:      {s.index} (generation {s.generation}, schema {s.schema_version})")
+        click.echo(f"documents:  {s.documents}")
+        click.echo(f"chunks:     {s.chunks}")
+        click.echo(f"model:      {s.embedding_model} (dim {s.dim}, {s.index_type} index)")
+        click.echo(f"size:       {s.size_bytes / 2**20:.2f} MiB")
+        click.echo("consistent: " + ("yes" if s.consistent else "NO: " + "; ".join(s.problems)))
+    sys.exit(EXIT_OK if s.consistent else EXIT_FATAL)
+
+
+def main() -> None:
+    cli(prog_name="rag")
+
+
+if __name__ == "__main__":
+    main()

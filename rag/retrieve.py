@@ -1,0 +1,179 @@
+"""Retrieval: dense (FAISS), keyword (SQLite FTS5 BM25) and their fusion, with filters applied inside."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.collection import Collection
+from ingest.config import ConfigError
+from ingest.embedding import Embedder
+from ingest.store import ChunkFilter
+from rag.config import MODES, RetrievalConfig
+from rag.records import Evidence, Hit
+
+log = logging.getLogger(__name__)
+
+STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for with from as is are was were be been being do does did
+    what which who whom whose when where why how this that these those it its there their they them he she his her
+    i you your we our us me my can could should would will shall may might must not no yes than then so such
+    about into over under between during before after above below up down out off again further once here all
+    any both each few more most other some own same too very just also only has have had having
+    tell say says said explain describe give list name show""".split()
+)
+_TOKEN = re.compile(r"[\w][\w.+#-]*[\w+#]|\w", re.UNICODE)
+FILTER_KEYS = {"source": "sources", "type": "kinds", "kind": "kinds", "section": "sections", "tag": "tags"}
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words of a text without stopwords (used for keyword queries and overlap signals)."""
+    return [w for w in (t.lower() for t in _TOKEN.findall(text)) if w not in STOPWORDS and len(w) > 1]
+
+
+def parse_filters(specs: list[str] | tuple[str, ...], tenants: tuple[str, ...] | None = None) -> ChunkFilter:
+    """Parse "key=value" filters (source=GLOB, type=pdf|markdown|html|text, section=GLOB, tag=NAME)."""
+    values: dict[str, list[str]] = {v: [] for v in FILTER_KEYS.values()}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in FILTER_KEYS or not value.strip():
+            raise ConfigError(
+                f"bad filter {spec!r}: use KEY=VALUE with KEY one of {', '.join(sorted(FILTER_KEYS))}"
+                " (e.g. source='*.pdf', type=html, section='*Install*', tag=manuals)"
+            )
+        values[FILTER_KEYS[key]].append(value.strip())
+    bad = [k for k in values["kinds"] if k not in ("pdf", "markdown", "html", "text")]
+    if bad:
+        raise ConfigError(f"unknown file type {bad[0]!r}; valid types are: html, markdown, pdf, text")
+    return ChunkFilter(**{k: tuple(v) for k, v in values.items()}, tenants=tenants)
+
+
+def fts_query(question: str) -> str:
+    """An FTS5 OR-query of the question's content words, each quoted (so no FTS syntax leaks in)."""
+    words = dict.fromkeys(content_words(question))
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    hits: list[Hit]
+    evidence: Evidence
+
+
+class Retriever:
+    """Dense, keyword or hybrid search over one collection."""
+
+    def __init__(self, collection: Collection, embedder: Embedder, config: RetrievalConfig) -> None:
+        self.collection = collection
+        self.embedder = embedder
+        self.config = config
+        if collection.manifest is not None:
+            collection.check_embedder(embedder.model_id, embedder.dim)
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               filters: ChunkFilter | None = None) -> RetrievalResult:
+        """The top-k hits for a query (best first) and the retrieval evidence behind them."""
+        cfg = self.config
+        k = k or cfg.k
+        mode = mode or cfg.mode
+        if mode not in MODES:
+            raise ConfigError(f"retrieval mode {mode!r} is not known; valid modes are: {', '.join(MODES)}")
+        self.collection.refresh()
+        flt = filters or ChunkFilter()
+        allowed = None if flt.empty else self.collection.store.chunk_ids_where(flt)
+        n = max(k, cfg.candidates)
+        keyword: list[tuple[int, float]] = []
+        if allowed is not None and len(allowed) == 0:
+            return RetrievalResult([], Evidence(0.0, 0.0, False))
+        # Dense scores also feed the refusal evidence, so they are computed in every mode.
+        qvec = self.embedder.embed([query])
+        dense = self._dense(qvec, n, allowed)
+        if mode in ("keyword", "hybrid"):
+            match = fts_query(query)
+            keyword = self.collection.store.keyword_search(match, n, flt) if match else []
+        if mode == "dense":
+            ranked = [(cid, s) for cid, s in dense]
+        elif mode == "keyword":
+            ranked = list(keyword)
+        else:
+            ranked = self._fuse(dense, keyword)
+        if cfg.mmr_lambda < 1.0 and len(ranked) > 1:
+            ranked = self._mmr(qvec[0], ranked, k)
+        ranked = ranked[:k]
+        chunks = self.collection.store.chunks(cid for cid, _ in ranked)
+        d_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
+        k_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(keyword)}
+        hits = [
+            Hit(chunk=chunks[cid], score=float(s),
+                dense_score=d_rank[cid][1] if cid in d_rank else None,
+                keyword_score=k_rank[cid][1] if cid in k_rank else None,
+                dense_rank=d_rank[cid][0] if cid in d_rank else None,
+                keyword_rank=k_rank[cid][0] if cid in k_rank else None)
+            for cid, s in ranked if cid in chunks
+        ]
+        top_kw = {cid for cid, _ in keyword[:5]}
+        evidence = Evidence(
+            best_dense=float(dense[0][1]) if dense else 0.0,
+            keyword_overlap=keyword_overlap(query, [h.chunk.text + " " + h.chunk.section for h in hits[:5]]),
+            agreement=bool(dense) and dense[0][0] in top_kw,
+        )
+        return RetrievalResult(hits, evidence)
+
+    def _dense(self, qvec: np.ndarray, n: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        vectors = self.collection.vectors
+        if vectors is None or vectors.ntotal == 0:
+            return []
+        scores, ids = vectors.search(qvec, n, allowed=allowed)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def _fuse(self, dense: list[tuple[int, float]], keyword: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        cfg = self.config
+        fused: dict[int, float] = {}
+        if cfg.fusion == "rrf":
+            for ranked in (dense, keyword):
+                for rank, (cid, _) in enumerate(ranked, start=1):
+                    fused[cid] = fused.get(cid, 0.0) + 1.0 / (cfg.rrf_k + rank)
+        else:
+            for ranked, weight in ((dense, cfg.dense_weight), (keyword, 1.0 - cfg.dense_weight)):
+                if not ranked:
+                    continue
+                hi, lo = ranked[0][1], ranked[-1][1]
+                span = (hi - lo) or 1.0
+                for cid, s in ranked:
+                    fused[cid] = fused.get(cid, 0.0) + weight * (s - lo) / span
+        return sorted(fused.items(), key=lambda kv: -kv[1])
+
+    def _mmr(self, qvec: np.ndarray, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+        """Maximal marginal relevance over the fused candidates, by their stored vectors."""
+        lam = self.config.mmr_lambda
+        pool = ranked[: max(k * 3, k)]
+        ids = [cid for cid, _ in pool]
+        dim = self.collection.manifest.dim if self.collection.manifest else len(qvec)
+        vecs = self.collection.store.vectors_for_chunks(ids, dim)
+        rel = vecs @ qvec
+        chosen: list[int] = []
+        left = list(range(len(ids)))
+        while left and len(chosen) < k:
+            if chosen:
+                red = (vecs[left] @ vecs[chosen].T).max(axis=1)
+            else:
+                red = np.zeros(len(left))
+            best = left[int(np.argmax(lam * rel[left] - (1 - lam) * red))]
+            chosen.append(best)
+            left.remove(best)
+        return [pool[i] for i in chosen] + ranked[len(pool):]
+
+
+def keyword_overlap(question: str, texts: list[str]) -> float:
+    """Share of the question's content words that occur in the texts (prefix match tolerates inflection)."""
+    words = set(content_words(question))
+    if not words:
+        return 1.0
+    found = set(content_words(" ".join(texts)))
+    stems = {w[:5] for w in found}
+    hit = sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems))
+    return hit / len(words)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install rag with the pinned set (constraints.txt). Idempotent; offline-safe models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+if ! python -c "import rag, ingest, eval" 2>/dev/null || [ "${RAG_REINSTALL:-0}" = 1 ] \
+   || [ constraints.txt -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+    python -m pip install -q --upgrade pip
+    # torch first, as the CPU build pip finds on local disk: anything else pulls GBs of CUDA wheels.
+    python -m pip install -q torch==2.13.0
+    # llama-cpp-python compiles from source the first time (~10 min on 2 cores); pip caches the wheel.
+    python -m pip install -q -c constraints.txt -e ".[test]"
+    touch .venv/.installed
+fi
