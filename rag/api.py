@@ -114,7 +114,7 @@ class RAG:
         if self._llm is None:
             from rag.llm import open_llm
 
-            self._llm = open_llm(self.config)
+            self._llm = open_llm(self.config, embedder=self.embedder)
         return self._llm
 
 

@@ -13,6 +13,8 @@ if ! python -c "import rag, ingest, eval" 2>/dev/null || [ "${RAG_REINSTALL:-0}"
     # torch first, as the CPU build pip finds on local disk: anything else pulls GBs of CUDA wheels.
     python -m pip install -q torch==2.13.0
     # llama-cpp-python compiles from source the first time (~10 min on 2 cores); pip caches the wheel.
+    # A portable AVX2 build: a -march=native build crashed here with "Illegal instruction".
+    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
     python -m pip install -q -c constraints.txt -e ".[test]"
     touch .venv/.installed
 fi

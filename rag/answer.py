@@ -1,0 +1,128 @@
+"""From a question to a cited, grounded Answer: retrieve, decide on evidence, prompt, generate, check."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from rag import citations as cite
+from rag.llm.base import LLM, complete
+from rag.prompt import REFUSAL, build_prompt, build_rewrite_prompt, select_blocks
+from rag.records import Answer, Evidence, Usage
+from rag.retrieve import content_words
+
+if TYPE_CHECKING:
+    from rag.api import RAG
+
+log = logging.getLogger(__name__)
+_FOLLOW_UP = {"it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she", "one", "ones"}
+
+
+def evidence_refusal(evidence: Evidence, n_hits: int, min_dense: float, min_overlap: float) -> str:
+    """Why retrieval evidence is too weak to answer ('' when it is strong enough)."""
+    if n_hits == 0:
+        return "no passage of the documents matches the question"
+    if evidence.best_dense < min_dense:
+        return f"best passage similarity {evidence.best_dense:.2f} is below {min_dense:.2f}"
+    if evidence.keyword_overlap < min_overlap and not evidence.agreement:
+        return (f"only {evidence.keyword_overlap:.0%} of the question's key words occur in the passages "
+                f"(needs {min_overlap:.0%})")
+    return ""
+
+
+def standalone_query(llm: LLM, question: str, history: Sequence[tuple[str, str]]) -> str:
+    """Rewrite a follow-up into a standalone query for retrieval (the LLM, with a lexical fallback)."""
+    if not history:
+        return question
+    last_user = history[-1][0]
+    fallback = f"{last_user} {question}"
+    words = [w.lower() for w in question.split()]
+    if llm.name == "extractive":
+        return fallback if set(words) & _FOLLOW_UP or len(content_words(question)) <= 2 else question
+    try:
+        text = complete(llm, build_rewrite_prompt(question, history)).text.strip().strip('"')
+    except Exception as e:  # rewriting is an optimisation; never fail the answer for it
+        log.warning("query rewrite failed (%s); using the question with the previous one", e)
+        return fallback
+    line = text.splitlines()[0].strip() if text else ""
+    if not line or len(line) > 3 * len(question) + 200:
+        return fallback
+    return line
+
+
+def stream_answer(rag: RAG, question: str, history: Sequence[tuple[str, str]] = (), *,
+                  filters: Sequence[str] | None = None, tenants: tuple[str, ...] | None = None,
+                  k: int | None = None, mode: str | None = None, verify: bool | None = None,
+                  llm: LLM | None = None) -> Iterator[str | Answer]:
+    """Yields the answer's text deltas as they are generated, then the final Answer."""
+    cfg = rag.config.answer
+    llm = llm or rag.llm  # type: ignore[assignment]
+    assert llm is not None
+    verify = cfg.verify if verify is None else verify
+    t0 = time.perf_counter()
+    query = standalone_query(llm, question, history)
+    t_rewrite = time.perf_counter() - t0
+    result = rag.search(query, k=k, mode=mode, filters=filters, tenants=tenants)
+    t_retrieve = time.perf_counter() - t0 - t_rewrite
+    timings = {"rewrite": t_rewrite, "retrieve": t_retrieve}
+    base = {"question": question, "query": query, "model": llm.model, "evidence": result.evidence}
+
+    def refused(reason: str, usage: Usage = Usage(), contexts: tuple = ()) -> Answer:
+        timings["total"] = time.perf_counter() - t0
+        return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage,
+                      timings=dict(timings), **base)  # type: ignore[arg-type]
+
+    reason = evidence_refusal(result.evidence, len(result.hits), cfg.min_dense_score, cfg.min_keyword_overlap)
+    if reason:
+        yield refused(reason)
+        return
+    blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens)
+    prompt = build_prompt(query if history else question, blocks, history)
+    t_gen = time.perf_counter()
+    parts: list[str] = []
+    usage = Usage()
+    first_token = None
+    for item in llm.stream(prompt):
+        if isinstance(item, Usage):
+            usage = item
+            continue
+        if first_token is None:
+            first_token = time.perf_counter() - t0
+        parts.append(item)
+        yield item
+    timings["generate"] = time.perf_counter() - t_gen
+    if first_token is not None:
+        timings["first_token"] = first_token
+    raw = "".join(parts)
+    contexts = tuple(b.hit for b in blocks)
+    if cite.is_refusal(raw):
+        yield refused("the model found no answer in the passages", usage, contexts)
+        return
+    sentences = cite.attach(cite.parse(raw, len(blocks)), blocks)
+    verdicts: tuple = ()
+    if verify:
+        from rag.verify import ClaimChecker
+
+        checker = ClaimChecker(embedder=rag.embedder)
+        verdicts = tuple(checker.check_sentences(question, [(s.text, s.blocks) for s in sentences], blocks))
+        sentences = [s for s, v in zip(sentences, verdicts, strict=True) if v.supported]
+    cited = [s for s in sentences if s.blocks]
+    if not cited:
+        why = "no sentence of the answer is supported by a cited passage"
+        yield refused(why, usage, contexts)
+        return
+    timings["total"] = time.perf_counter() - t0
+    yield Answer(text=cite.render(cited), refused=False, citations=cite.citations(cited, blocks),
+                 contexts=contexts, usage=usage, timings=timings, verdicts=verdicts, **base)  # type: ignore[arg-type]
+
+
+def answer_question(rag: RAG, question: str, history: Sequence[tuple[str, str]] = (), **kw: object) -> Answer:
+    """The final Answer of stream_answer."""
+    answer = None
+    for item in stream_answer(rag, question, history, **kw):  # type: ignore[arg-type]
+        if isinstance(item, Answer):
+            answer = item
+    assert answer is not None
+    return answer

@@ -1,0 +1,74 @@
+"""`extractive`: no LLM at all; answers with the retrieved sentences that best match the question, cited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from rag.llm.base import register
+from rag.prompt import REFUSAL, Prompt, split_sentences
+from rag.records import Usage
+from rag.retrieve import content_words
+
+MAX_SENTENCES = 2
+MIN_SCORE = 0.25
+
+
+class ExtractiveLLM:
+    """Scores every sentence of the context blocks against the question; returns the best one or two."""
+
+    name = "extractive"
+    model = "extractive"
+
+    def __init__(self, embedder: Any = None) -> None:
+        self._embedder = embedder
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt: Prompt) -> Iterator[str | Usage]:
+        text = self.answer(prompt)
+        yield text
+        yield Usage(0, self.count_tokens(text))
+
+    def answer(self, prompt: Prompt) -> str:
+        candidates: list[tuple[int, int, str]] = []  # (block number, rank of block, sentence)
+        for rank, block in enumerate(prompt.blocks):
+            for sentence in split_sentences(block.text):
+                if len(content_words(sentence)) >= 2:
+                    candidates.append((block.number, rank, sentence))
+        if not candidates:
+            return REFUSAL
+        q_words = set(content_words(prompt.question))
+        lexical = np.array([_overlap(q_words, s) for _, _, s in candidates])
+        if self._embedder is not None:
+            vecs = self._embedder.embed([prompt.question] + [s for _, _, s in candidates])
+            semantic = vecs[1:] @ vecs[0]
+        else:
+            semantic = lexical
+        rank_prior = np.array([1.0 / (1 + 0.1 * r) for _, r, _ in candidates])
+        scores = (0.6 * semantic + 0.4 * lexical) * rank_prior
+        order = np.argsort(-scores)
+        chosen = [int(i) for i in order[:MAX_SENTENCES] if scores[i] >= MIN_SCORE]
+        if not chosen:
+            return REFUSAL
+        chosen.sort(key=lambda i: (candidates[i][1], i))  # reading order
+        return " ".join(f"{_clean(candidates[i][2])} [{candidates[i][0]}]" for i in chosen)
+
+
+def _overlap(q_words: set[str], sentence: str) -> float:
+    if not q_words:
+        return 0.0
+    return len(q_words & set(content_words(sentence))) / len(q_words)
+
+
+def _clean(sentence: str) -> str:
+    s = " ".join(sentence.split())
+    return s if s.endswith((".", "!", "?", ":")) else s + "."
+
+
+@register("extractive")
+def _factory(embedder: Any = None, **_: object) -> ExtractiveLLM:
+    return ExtractiveLLM(embedder)

