@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class RAG:
         self.embedder = embedder
         self.retriever = Retriever(collection, embedder, config.retrieval)
         self._llm = llm
+        # One SQLite connection and one FAISS snapshot are shared: retrieval is serialised (it takes
+        # milliseconds); generation is not held by this lock.
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         self.collection.close()
@@ -88,7 +92,8 @@ class RAG:
         """Hits and retrieval evidence for a query."""
         flt = filters if isinstance(filters, ChunkFilter) else parse_filters(list(filters or []), tenants)
         t = time.perf_counter()
-        result = self.retriever.search(query, k=k, mode=mode, filters=flt)
+        with self._lock:
+            result = self.retriever.search(query, k=k, mode=mode, filters=flt)
         log.debug("retrieved %d hits in %.1f ms", len(result.hits), 1000 * (time.perf_counter() - t))
         return result
 
@@ -111,6 +116,10 @@ class RAG:
 
     @property
     def llm(self) -> object:
+        with self._lock:
+            return self._open_llm()
+
+    def _open_llm(self) -> object:
         if self._llm is None:
             from rag.llm import open_llm
 

@@ -182,6 +182,99 @@ def stats(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
     sys.exit(EXIT_OK if s.consistent else EXIT_FATAL)
 
 
+def _llm_overrides(llm: str | None, model: str | None, base_url: str | None, cfg: Config) -> Config:
+    name = llm or ("openai" if base_url else cfg.answer.llm)
+    changes: dict[str, Any] = {"answer.llm": name}
+    if model:
+        changes["local.model" if name == "local" else "openai.model"] = model
+    if base_url:
+        changes["openai.base_url"] = base_url
+    return cfg.with_overrides(**changes)
+
+
+def _print_sources(answer: Any) -> None:
+    if answer.refused:
+        click.echo(f"(refused: {answer.refusal_reason})", err=True)
+        return
+    click.echo("\nSources:")
+    for c in answer.citations:
+        where = c.source + (f", page {c.page}" if c.page else "") + (f", {c.section}" if c.section else "")
+        click.echo(f"  [{c.block}] {where}")
+        click.echo(f"      \"{' '.join(c.quote.split())[:200]}\"")
+
+
+def _llm_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--llm", type=click.Choice(["local", "openai", "extractive"]), default=None,
+                     help="LLM backend (default: answer.llm)."),
+        click.option("--model", default=None, help="Model name (local: bundled name or .gguf path; openai: model id)."),
+        click.option("--base-url", default=None, help="OpenAI-compatible server URL (implies --llm openai)."),
+        click.option("--filter", "filters", multiple=True, help="KEY=VALUE retrieval filter; repeatable."),
+        click.option("--verify", is_flag=True, default=None, help="Check each sentence against its cited passages."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("question")
+@_index_option
+@_llm_options
+@click.option("--json", "as_json", is_flag=True, help="Print the Answer as one JSON object.")
+@click.pass_obj
+def ask(obj: Ctx, question: str, index_dir: Path | None, llm: str | None, model: str | None, base_url: str | None,
+        filters: tuple[str, ...], verify: bool | None, as_json: bool) -> None:
+    """Answer a question from the indexed documents, with numbered sources."""
+    from rag.api import open_pipeline
+    from rag.records import Answer
+
+    with _errors():
+        cfg = _llm_overrides(llm, model, base_url, obj.config)
+        with open_pipeline(index_dir, cfg) as r:
+            if as_json:
+                _echo_json(r.ask(question, filters=list(filters), verify=verify).to_dict())
+                return
+            answer = None
+            streamed = False
+            for item in r.stream(question, filters=list(filters), verify=verify):
+                if isinstance(item, Answer):
+                    answer = item
+                elif sys.stdout.isatty():
+                    click.echo(item, nl=False)
+                    streamed = True
+            assert answer is not None
+            if streamed:
+                click.echo("\n" + "-" * 40)
+            click.echo(answer.text)
+            _print_sources(answer)
+
+
+@cli.command()
+@_index_option
+@_llm_options
+@click.pass_obj
+def chat(obj: Ctx, index_dir: Path | None, llm: str | None, model: str | None, base_url: str | None,
+         filters: tuple[str, ...], verify: bool | None) -> None:
+    """An interactive session: follow-up questions use the conversation so far. Empty line or Ctrl-D ends."""
+    from rag.api import open_pipeline
+
+    history: list[tuple[str, str]] = []
+    with _errors():
+        cfg = _llm_overrides(llm, model, base_url, obj.config)
+        with open_pipeline(index_dir, cfg) as r:
+            while True:
+                try:
+                    question = input("you> ").strip()
+                except EOFError:
+                    break
+                if not question:
+                    break
+                answer = r.ask(question, history=history, filters=list(filters), verify=verify)
+                click.echo(f"rag> {answer.text}")
+                _print_sources(answer)
+                history.append((question, answer.text))
+
+
 def main() -> None:
     cli(prog_name="rag")
 
