@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ingest.config import ConfigError, IngestConfig
@@ -23,28 +24,57 @@ class Chunker:
                 f"({max_tokens - 2} word pieces); choose a value <= {max_tokens - 2}"
             )
         self._tokenizer = tokenizer
-        self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-            tokenizer,
+        self._overlap = config.chunk_overlap
+        self._backend = _private_backend(tokenizer)
+        # The splitter measures every word and sentence, most of them many times: memoise short pieces.
+        self._count_short = functools.lru_cache(maxsize=1 << 16)(self._count)
+        self._splitter = RecursiveCharacterTextSplitter(
+            length_function=self.count_tokens,
             chunk_size=config.chunk_size,
             chunk_overlap=config.chunk_overlap,
             separators=SEPARATORS,
             keep_separator="end",
-            add_start_index=True,
             strip_whitespace=True,
         )
 
     def count_tokens(self, text: str) -> int:
+        """Word pieces in `text` (no special tokens), as the embedder's tokenizer counts them."""
+        return self._count_short(text) if len(text) <= 64 else self._count(text)
+
+    def _count(self, text: str) -> int:
+        if self._backend is not None:
+            return len(self._backend.encode(text, add_special_tokens=False).ids)
         return len(self._tokenizer.tokenize(text))
+
+    def _next_start_floor(self, text: str) -> int:
+        """Where, at the earliest, the chunk after `text` can start within it: the overlap is at most
+        chunk_overlap word pieces, so not before the (overlap+1)-th last one. Keeps repeated text in place."""
+        if self._backend is None:
+            return 1
+        offsets = self._backend.encode(text, add_special_tokens=False).offsets
+        if len(offsets) <= self._overlap:
+            return 1
+        return offsets[len(offsets) - self._overlap - 1][0] + 1
 
     def split(self, doc: Document, tenant: str | None = None, tags: tuple[str, ...] = ()) -> list[Chunk]:
         """Chunks of one document, never crossing a section (so page and heading stay exact)."""
         chunks: list[Chunk] = []
         for sec in doc.sections:
-            for piece in self._splitter.create_documents([sec.text]):
-                text = piece.page_content
+            prev, prev_text = -1, ""
+            for text in self._splitter.split_text(sec.text):
                 if not text.strip():
                     continue
-                start = sec.start + int(piece.metadata.get("start_index", 0))
+                # Each piece is a substring of the section, in order. The splitter's own start_index
+                # is unusable here: it steps back by chunk_overlap *characters* while the overlap is
+                # counted in word pieces, so it returns -1 or a later repeat of the text.
+                found = sec.text.find(text, prev + 1)
+                if found < 0:
+                    raise ValueError(f"{doc.source}: chunk not found in its section (splitter changed the text?)")
+                if prev_text and sec.text.find(text, found + 1) >= 0:  # repeated text: which copy is it?
+                    later = sec.text.find(text, prev + self._next_start_floor(prev_text))
+                    found = later if later >= 0 else found
+                prev, prev_text = found, text
+                start = sec.start + found
                 text_hash = sha256_hex(text)
                 ordinal = len(chunks)
                 chunk_id = sha256_hex(f"{doc.source}\0{doc.doc_hash}\0{ordinal}\0{text_hash}")[:24]
@@ -68,3 +98,21 @@ class Chunker:
                     )
                 )
         return chunks
+
+
+def _private_backend(tokenizer: Any) -> Any:
+    """A copy of a fast tokenizer's Rust backend with truncation and padding off, or None.
+
+    Calling the Rust tokenizer directly skips transformers' per-call overhead, but the shared backend carries
+    the truncation and padding that the last encode() set (e.g. 256 and "pad to 128"), which would cap or
+    inflate counts: so count with a private copy.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy

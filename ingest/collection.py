@@ -176,6 +176,19 @@ class Collection:
         _write_atomic(self.directory / MANIFEST_FILE, m.to_json())
         self.remove_stale_files()
 
+    def repair_manifest_file(self) -> None:
+        """Rewrite manifest.json when a crash between the store commit and its write left it stale."""
+        if self.manifest is None:
+            return
+        path = self.directory / MANIFEST_FILE
+        text = self.manifest.to_json()
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return
+        except OSError:
+            pass
+        _write_atomic(path, text)
+
     def remove_stale_files(self) -> None:
         keep = vectors_file(self.directory, self.store.generation).name
         for p in self.directory.glob("vectors-*.faiss*"):

@@ -96,14 +96,25 @@ def decode_text(data: bytes, source: str) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise LoaderError(source, "binary data, not text (no text encoding fits)")
-    text = str(best)
+    text, encoding = str(best), best.encoding
+    # On short texts many encodings tie and the pick is arbitrary (Latin-1 "café" came back as cp1250 "trčs"
+    # or Farsi): among the least chaotic candidates, prefer the usual Western legacy encodings.
+    tied = [m for m in matches if m.chaos <= best.chaos]
+    for western in ("cp1252", "latin_1"):
+        if any(western in m.could_be_from_charset for m in tied):
+            try:
+                text, encoding = data.decode(western), western
+                break
+            except UnicodeDecodeError:
+                continue
     controls = sum(1 for c in text[:20000] if ord(c) < 32 and c not in "\t\n\r\f")
     if controls > 0.01 * min(len(text), 20000):
         raise LoaderError(source, "binary data, not text (too many control characters)")
-    log.info("%s: decoded as %s", source, best.encoding)
+    log.info("%s: decoded as %s", source, encoding)
     return text
 
 
@@ -210,7 +221,8 @@ def _squash(line: str) -> str:
 def long_word_share(text: str) -> float:
     """Share of words of 20+ letters: high when an extractor lost the spaces between words."""
     words = _WORD.findall(text)
-    if len(words) < 20:
+    # Too little text to judge, unless it is long: a page whose every line lost its spaces has few "words".
+    if len(words) < 20 and sum(map(len, words)) < 100:
         return 0.0
     return sum(1 for w in words if len(w) >= 20) / len(words)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -77,7 +78,7 @@ def scan(paths: list[Path], extensions: tuple[str, ...]) -> tuple[list[_Found], 
         p = Path(raw)
         if not p.exists() and not p.is_symlink():
             raise IngestError(f"{p}: no such file or directory")
-        if p.is_file() or p.is_symlink() and not p.is_dir():
+        if not p.is_dir():  # a file, a FIFO or a broken link: refused or read by _load_one with a reason
             found.append(_Found(p.absolute(), p.absolute().parent, p.name))
             continue
         root = p.absolute()
@@ -169,6 +170,7 @@ class Ingestor:
         t0 = time.perf_counter()
         coll.check_compatible(self.config)
         coll.remove_stale_files()  # files of a generation that a crash left uncommitted
+        coll.repair_manifest_file()  # a crash just after a commit leaves manifest.json one generation behind
         store = coll.store
         files, skipped = scan(paths, self.config.extensions)
         known = {d.source: d for d in store.documents()}
@@ -217,13 +219,16 @@ class Ingestor:
                   tags: tuple[str, ...]) -> tuple[Document | None, list[Chunk]]:
         max_bytes = int(self.config.max_file_mb * 1024 * 1024)
         try:
-            size = f.path.stat().st_size
+            st = f.path.stat()
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise LoaderError(f.source, "symbolic link loop") from e
             if e.errno == errno.ENOENT:
                 raise LoaderError(f.source, "file vanished before it could be read (or is a broken link)") from e
             raise LoaderError(f.source, f"cannot stat file: {e.strerror}") from e
+        if not stat.S_ISREG(st.st_mode):  # reading a FIFO with no writer would block forever
+            raise LoaderError(f.source, "not a regular file (a FIFO, socket or device)")
+        size = st.st_size
         if size > max_bytes:
             raise LoaderError(f.source, f"file is {size / 2**20:.0f} MiB, over ingest.max_file_mb={self.config.max_file_mb}")
         data = read_bytes(f.path, f.source)

@@ -78,6 +78,9 @@ class RAG:
         self._lock = threading.RLock()
 
     def close(self) -> None:
+        close = getattr(self._llm, "close", None)
+        if callable(close):
+            close()
         self.collection.close()
 
     def __enter__(self) -> RAG:

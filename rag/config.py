@@ -23,9 +23,9 @@ def _check(value: str, allowed: tuple[str, ...], key: str) -> None:
 class RetrievalConfig:
     mode: str = "hybrid"
     k: int = 10
-    fusion: str = "rrf"
+    fusion: str = "weighted"
     rrf_k: int = 60
-    dense_weight: float = 0.5
+    dense_weight: float = 0.3
     candidates: int = 50
     mmr_lambda: float = 1.0
     neighbours: int = 0
@@ -42,8 +42,8 @@ class RetrievalConfig:
 @dataclass(frozen=True)
 class AnswerConfig:
     llm: str = "local"
-    context_tokens: int = 1500
-    max_blocks: int = 6
+    context_tokens: int = 1000
+    max_blocks: int = 5
     min_dense_score: float = 0.30
     min_keyword_overlap: float = 0.34
     verify: bool = False

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export OMP_WAIT_POLICY=PASSIVE
 rag ingest corpora/lecture/docs --index .rag/index
-rag retrieve "${1:-Which year does the lecture give for GANs?}" --index .rag/index --k 3
+rag ask "${1:-In which year did GANs appear, and what was their key innovation?}" --index .rag/index

@@ -34,6 +34,11 @@ class LocalLLM:
         self._llm = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=config.threads,
                           n_threads_batch=config.threads, seed=config.seed, verbose=False)
 
+    def close(self) -> None:
+        """Free the model now rather than at interpreter exit (llama.cpp's finaliser is noisy then)."""
+        with self._lock:
+            self._llm.close()
+
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 

@@ -1,0 +1,166 @@
+"""Ingestion benchmark: throughput, the cost of ingest over pure embedding, and the cost of a no-op re-ingest.
+
+Run by hand (prints figures, asserts nothing):
+
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python bench/ingest.py            # corpora/*/docs
+    python bench/ingest.py PATH [PATH ...] --repeat 3                          # a corpus of your own, copied 3x
+
+The embedding model is loaded and warmed up *before* the timed ingest and passed to it, so the ingest time
+below excludes model loading (printed separately). The pure encode() time is measured on exactly the texts the
+ingest embedded (unique chunk texts), in the pipeline's order and batches, with the same embedder object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingest import pipeline  # noqa: E402
+from ingest.chunking import Chunker  # noqa: E402
+from ingest.collection import Collection  # noqa: E402
+from ingest.config import IngestConfig  # noqa: E402
+from ingest.embedding import open_embedder  # noqa: E402
+
+GOAL_RATIO = 1.1
+GOAL_REINGEST = 0.02
+
+
+def _timed(table: dict[str, float], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap fn so that the seconds spent in it add up in table[name]."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            table[name] += time.perf_counter() - t
+
+    return wrapper
+
+
+def _instrument(table: dict[str, float]) -> Callable[[], None]:
+    """Time the stages of an ingest run (scan, read+parse, chunk, embed, commit); returns an undo function."""
+    saved = [
+        (pipeline, "scan", pipeline.scan),
+        (pipeline, "load", pipeline.load),
+        (pipeline, "read_bytes", pipeline.read_bytes),
+        (Chunker, "split", Chunker.split),
+        (pipeline.Ingestor, "_commit", pipeline.Ingestor._commit),
+    ]
+    pipeline.scan = _timed(table, "scan", pipeline.scan)
+    pipeline.load = _timed(table, "parse", pipeline.load)
+    pipeline.read_bytes = _timed(table, "read", pipeline.read_bytes)
+    Chunker.split = _timed(table, "chunk", Chunker.split)
+    pipeline.Ingestor._commit = _timed(table, "commit", pipeline.Ingestor._commit)
+
+    def undo() -> None:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+    return undo
+
+
+def _corpus(paths: list[Path], repeat: int, workdir: Path) -> list[Path]:
+    if repeat <= 1:
+        return paths
+    out = workdir / "corpus"
+    for i in range(repeat):
+        for j, p in enumerate(paths):
+            dest = out / f"copy{i}" / f"{j}-{p.name}"
+            if p.is_dir():
+                shutil.copytree(p, dest)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, dest)
+    return [out]
+
+
+def _unique_texts_in_pipeline_order(index_dir: Path) -> list[str]:
+    coll = Collection(index_dir)
+    try:
+        rows = coll.store.db.execute("SELECT text_hash, text FROM chunks").fetchall()
+    finally:
+        coll.close()
+    unique = {h: t for h, t in rows}
+    return sorted(unique.values(), key=lambda t: -len(t))  # as Ingestor._embed_missing orders them
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("paths", nargs="*", type=Path, help="files or folders (default: corpora/*/docs)")
+    ap.add_argument("--repeat", type=int, default=1, help="copy the corpus N times into a temp dir (copies are "
+                    "byte-identical, so their chunks are deduplicated and embedded once)")
+    ap.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivf"])
+    args = ap.parse_args(argv)
+    paths = args.paths or sorted(ROOT.glob("corpora/*/docs"))
+    if not paths:
+        ap.error("no corpus: give a path (corpora/*/docs not found)")
+    config = IngestConfig(index_type=args.index_type)
+
+    t = time.perf_counter()
+    embedder = open_embedder(config.embedding)
+    load_s = time.perf_counter() - t
+    # Warm-up: the first encode() calls pay for allocations and thread start-up.
+    embedder.embed(["warm up " * 150] * 64)
+    embedder.embed(["a short warm-up sentence"] * 64)
+
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        work = Path(tmp)
+        corpus = _corpus(paths, args.repeat, work)
+        index_dir = work / "index"
+        stages: dict[str, float] = defaultdict(float)
+        undo = _instrument(stages)
+        try:
+            t = time.perf_counter()
+            report = pipeline.ingest_paths(corpus, index_dir, config, embedder=embedder)
+            ingest_s = time.perf_counter() - t
+        finally:
+            undo()
+
+        texts = _unique_texts_in_pipeline_order(index_dir)
+        t = time.perf_counter()
+        for start in range(0, len(texts), pipeline.EMBED_BATCH):
+            embedder.embed(texts[start:start + pipeline.EMBED_BATCH])
+        encode_s = time.perf_counter() - t
+
+        t = time.perf_counter()
+        again = pipeline.ingest_paths(corpus, index_dir, config)  # no embedder: an unchanged corpus needs none
+        reingest_s = time.perf_counter() - t
+
+    files = len(report.added)
+    chunks = report.chunks_added
+    ratio = ingest_s / encode_s if encode_s else float("nan")
+    re_share = reingest_s / ingest_s if ingest_s else float("nan")
+    print(f"corpus:           {', '.join(str(p) for p in paths)}" + (f"  (x{args.repeat})" if args.repeat > 1 else ""))
+    print(f"model load:       {load_s:.2f} s (not part of the ingest time: the loaded embedder is passed in)")
+    print(f"files:            {files} ingested, {len(report.failed)} failed, {len(report.skipped)} skipped")
+    print(f"pages (PDF):      {report.pages}")
+    print(f"chunks:           {chunks} ({report.chunks_embedded} unique texts embedded)")
+    print(f"ingest:           {ingest_s:.2f} s  ->  {chunks / ingest_s:.1f} chunks/s, {report.pages / ingest_s:.1f} pages/s")
+    other = ingest_s - sum(stages.values()) - report.embed_seconds
+    breakdown = {**stages, "embed": report.embed_seconds, "other": other}
+    print("  stages:         " + ", ".join(f"{k} {v:.2f} s ({100 * v / ingest_s:.0f}%)" for k, v in breakdown.items()))
+    print(f"pure encode():    {encode_s:.2f} s for the same {len(texts)} texts, same batches")
+    print(f"ingest / encode:  {ratio:.3f}  (goal <= {GOAL_RATIO}: {'met' if ratio <= GOAL_RATIO else 'MISSED'})")
+    print(f"re-ingest:        {reingest_s:.3f} s unchanged ({len(again.unchanged)} files) = {re_share:.4f} of the first "
+          f"(goal <= {GOAL_REINGEST}: {'met' if re_share <= GOAL_REINGEST else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Retrieval tuning on the corpora's dev questions (run by hand; prints figures).
+
+    python bench/retrieval.py [--split dev] [--chunk-sizes 200] [--corpora lecture sqlite-docs r-data-manual]
+
+For each corpus and chunk size it builds (or reuses) an index under .rag/bench/, then prints hit@1/5/10
+and MRR@10 of every retrieval mode and fusion setting, and the refusal signals (best dense score,
+keyword overlap) of answerable versus unanswerable questions, which is how the defaults in config.toml
+were chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from ingest.embedding import open_embedder
+from ingest.pipeline import ingest_paths
+from rag.api import open_pipeline
+from rag.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_hit(chunk, gold: list[dict]) -> bool:
+    return any(chunk.source == g["source"] and (g.get("page") is None or chunk.page == g["page"]) for g in gold)
+
+
+def first_rank(hits, gold) -> int | None:
+    return next((i for i, h in enumerate(hits, start=1) if is_hit(h.chunk, gold)), None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--split", default="dev")
+    ap.add_argument("--chunk-sizes", type=int, nargs="+", default=[200])
+    ap.add_argument("--corpora", nargs="+", default=["lecture", "sqlite-docs", "r-data-manual"])
+    args = ap.parse_args()
+    base = load_config(ROOT / "config.toml")
+    embedder = open_embedder(base.ingest.embedding)
+    settings = {
+        "dense": {"retrieval.mode": "dense"},
+        "keyword": {"retrieval.mode": "keyword"},
+        "hybrid-rrf": {"retrieval.mode": "hybrid", "retrieval.fusion": "rrf"},
+        "hybrid-w0.3": {"retrieval.mode": "hybrid", "retrieval.fusion": "weighted", "retrieval.dense_weight": 0.3},
+        "hybrid-w0.5": {"retrieval.mode": "hybrid", "retrieval.fusion": "weighted", "retrieval.dense_weight": 0.5},
+        "hybrid-w0.7": {"retrieval.mode": "hybrid", "retrieval.fusion": "weighted", "retrieval.dense_weight": 0.7},
+        "hybrid-rrf-mmr0.7": {"retrieval.mode": "hybrid", "retrieval.fusion": "rrf", "retrieval.mmr_lambda": 0.7},
+    }
+    signals: dict[str, list[tuple[float, float, bool]]] = {"answerable": [], "unanswerable": []}
+    for size in args.chunk_sizes:
+        totals: dict[str, list[float]] = {name: [] for name in settings}
+        print(f"\n== chunk_size {size}")
+        for corpus in args.corpora:
+            cfg = base.with_overrides(**{"ingest.chunk_size": size,
+                                         "ingest.chunk_overlap": min(base.ingest.chunk_overlap, size // 4)})
+            index = ROOT / ".rag" / "bench" / f"{corpus}-{size}"
+            ingest_paths([ROOT / "corpora" / corpus / "docs"], index, cfg.ingest, embedder=embedder)
+            qs = [json.loads(line) for line in (ROOT / "corpora" / corpus / "questions" / f"{args.split}.jsonl")
+                  .read_text().splitlines() if line.strip()]
+            for name, over in settings.items():
+                with open_pipeline(index, cfg.with_overrides(**over), embedder=embedder) as r:
+                    ranks = []
+                    for q in qs:
+                        res = r.search(q["question"], k=10)
+                        if q["answerable"]:
+                            ranks.append(first_rank(res.hits, q["reference_sources"]))
+                        if name == "hybrid-rrf" and size == args.chunk_sizes[0]:
+                            key = "answerable" if q["answerable"] else "unanswerable"
+                            ev = res.evidence
+                            signals[key].append((ev.best_dense, ev.keyword_overlap, ev.agreement))
+                n = len(ranks)
+                h1 = sum(1 for x in ranks if x == 1) / n
+                h5 = sum(1 for x in ranks if x and x <= 5) / n
+                h10 = sum(1 for x in ranks if x) / n
+                mrr = sum(1 / x for x in ranks if x) / n
+                totals[name].append(mrr)
+                print(f"{corpus:>14} {name:>18}: hit@1 {h1:.2f} hit@5 {h5:.2f} hit@10 {h10:.2f} mrr@10 {mrr:.3f} (n={n})")
+        print("mean MRR@10 over corpora:", {k: round(statistics.mean(v), 3) for k, v in totals.items()})
+    for key, vals in signals.items():
+        if not vals:
+            continue
+        d = sorted(v[0] for v in vals)
+        o = sorted(v[1] for v in vals)
+        print(f"{key:>12}: best_dense min {d[0]:.2f} p10 {d[len(d) // 10]:.2f} median {d[len(d) // 2]:.2f} | "
+              f"overlap min {o[0]:.2f} p10 {o[len(o) // 10]:.2f} median {o[len(o) // 2]:.2f} | "
+              f"agreement {sum(v[2] for v in vals)}/{len(vals)}")
+    for t_d in (0.2, 0.25, 0.3, 0.35, 0.4):
+        for t_o in (0.0, 0.34, 0.5, 0.67):
+            refuse = lambda v: v[0] < t_d or (v[1] < t_o and not v[2])  # noqa: E731
+            tr = sum(refuse(v) for v in signals["unanswerable"]) / max(1, len(signals["unanswerable"]))
+            fr = sum(refuse(v) for v in signals["answerable"]) / max(1, len(signals["answerable"]))
+            print(f"min_dense {t_d:.2f} min_overlap {t_o:.2f}: unanswerable refused {tr:.2f}, answerable refused {fr:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Load on the HTTP server (run by hand; prints figures).
+
+    python bench/serve.py [--corpus lecture] [--levels 1 10 50] [--requests 200] [--max-seconds 120]
+
+Builds (or reuses) an index of corpora/CORPUS under .rag/bench/, starts `rag serve --llm extractive` on a
+free 127.0.0.1 port, and for each number of concurrent clients sends a bounded number of requests to
+/v1/retrieve and then /v1/ask (threads, one httpx client each, the corpus's dev questions in turn).
+Prints p50/p99 latency, throughput and errors per level, then stops the server. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = """
+[answer]
+llm = "extractive"
+
+[server]
+rate_limit_per_minute = 1000000
+answer_timeout = 60.0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_level(url: str, key: str, route: str, questions: list[str], clients: int, requests: int,
+              max_seconds: float) -> dict[str, float]:
+    """`requests` requests shared by `clients` threads (stopping early at max_seconds)."""
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + max_seconds
+
+    def client() -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
+            while time.monotonic() < deadline:
+                i = next(counter)
+                if i >= requests:
+                    return
+                q = questions[i % len(questions)]
+                body = {"query": q} if route == "/v1/retrieve" else {"question": q}
+                t = time.perf_counter()
+                try:
+                    r = c.post(route, json=body)
+                    ok, why = r.status_code == 200, f"HTTP {r.status_code}: {r.text[:200]}"
+                except httpx.HTTPError as e:
+                    ok, why = False, f"{type(e).__name__}: {e}"
+                dt = time.perf_counter() - t
+                with lock:
+                    (latencies.append(dt) if ok else errors.append(why))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    done = len(latencies) + len(errors)
+    if errors:
+        print(f"    first error: {errors[0]}")
+    return {"clients": clients, "requests": done, "errors": len(errors), "seconds": wall,
+            "rps": done / wall if wall else 0.0,
+            "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+            "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default="lecture", help="a folder of corpora/ (default: lecture)")
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 10, 50], help="concurrent clients")
+    ap.add_argument("--requests", type=int, default=200, help="requests per route and level")
+    ap.add_argument("--max-seconds", type=float, default=120.0, help="time limit per route and level")
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = ap.parse_args()
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    index = ROOT / ".rag" / "bench" / f"serve-{args.corpus}"
+    print(f"index {index} (ingesting corpora/{args.corpus}/docs if needed)")
+    subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(ROOT / "corpora" / args.corpus / "docs"),
+                    "--index", str(index), "--prune"], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    qfile = ROOT / "corpora" / args.corpus / "questions" / "dev.jsonl"
+    questions = [json.loads(line)["question"] for line in qfile.read_text().splitlines() if line.strip()]
+
+    # The CLI, not an import: bench/ingest.py would shadow the `ingest` package inside this script.
+    made = subprocess.run([sys.executable, "-m", "rag.cli", "keys", "create", "--index", str(index), "--name", "bench",
+                           "--tenant", "*", "--json"], check=True, env=env, cwd=ROOT, capture_output=True, text=True)
+    key = json.loads(made.stdout)
+    results: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "bench.toml"
+        cfg.write_text(CONFIG)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "--config", str(cfg), "serve", "--index", str(index),
+                                 "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"server did not start:\n{(Path(tmp) / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+            run_level(url, key["key"], "/v1/ask", questions, 2, 10, 30)  # warm-up
+            print(f"{'route':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}")
+            for route in ("/v1/retrieve", "/v1/ask"):
+                for clients in args.levels:
+                    r = run_level(url, key["key"], route, questions, clients, args.requests, args.max_seconds)
+                    results.append({"route": route, **r})
+                    print(f"{route:<14}{clients:>8}{r['requests']:>10}{r['errors']:>8}{r['p50_ms']:>9.1f}"
+                          f"{r['p99_ms']:>9.1f}{r['rps']:>8.1f}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+            subprocess.run([sys.executable, "-m", "rag.cli", "keys", "revoke", key["id"], "--index", str(index)],
+                           env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    if args.json:
+        print(json.dumps(results))
+    if any(r["errors"] for r in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Fixtures of the ingestion tests: generated PDFs and small corpora with known text."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+# Words with no meaning in common so retrieval tests can look for them exactly.
+SYLLABLES = ["ka", "lo", "mi", "ren", "sa", "tu", "vo", "zel", "pra", "dun", "gor", "hil", "nes", "qua", "bri", "fen"]
+
+
+def random_text(rnd: random.Random, n_words: int, paragraph_words: int = 60) -> str:
+    """Prose-like text of made-up words, in paragraphs and sentences (unique per seed, so chunks are unique)."""
+    words: list[str] = []
+    for i in range(n_words):
+        w = "".join(rnd.choice(SYLLABLES) for _ in range(rnd.randint(1, 3)))
+        if i % 12 == 11:
+            w += "."
+        words.append(w)
+        if i % paragraph_words == paragraph_words - 1:
+            words.append("\n\n")
+    return " ".join(words).replace(" \n\n ", "\n\n").strip() + "\n"
+
+
+def _patch_space_width(data: bytes, width: int) -> bytes:
+    """Declare `width` (in 1/1000 em) for character code 32 in every font of every page."""
+    from fpdf.fonts import CORE_FONTS_CHARWIDTHS
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import ArrayObject, NameObject, NumberObject
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    metrics = CORE_FONTS_CHARWIDTHS["helvetica"]
+    widths = [width if c == 32 else metrics.get(chr(c), 500) for c in range(32, 127)]
+    for page in writer.pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            font[NameObject("/FirstChar")] = NumberObject(32)
+            font[NameObject("/LastChar")] = NumberObject(126)
+            font[NameObject("/Widths")] = ArrayObject(NumberObject(w) for w in widths)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def write_pdf(path: Path, pages: Sequence[str | None], *, lost_spacing: bool = False,
+              labels: Sequence[tuple[str, int]] = (), user_password: str | None = None,
+              owner_password: str | None = None, title: str | None = None) -> Path:
+    """A PDF with the given text per page (None: a blank page).
+
+    lost_spacing: every word is its own text object at an explicit x position, with no space characters, and
+    the font declares a 2.5 em wide character 32. pypdf takes the declared space width as the yardstick for
+    word gaps, so it glues the words together, as it does on TeX PDFs whose code 32 is not a space; PDFium
+    infers the spaces from the glyph geometry. (Checked by the tests that use it.)
+    labels: (style, first page index) pairs for page labels, e.g. [("r", 0), ("D", 2)].
+    """
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(False)
+    pdf.set_font("Helvetica", size=11)
+    if title:
+        pdf.set_title(title)
+    label_at = dict((i, style) for style, i in labels)
+    for i, text in enumerate(pages):
+        pdf.add_page()
+        if i in label_at:
+            pdf.set_page_label(label_style=label_at[i], label_start=1)
+        if text is None:
+            continue
+        if not lost_spacing:
+            pdf.set_xy(15, 15)
+            pdf.multi_cell(180, 6, text)
+            continue
+        y = 20.0
+        for line in text.splitlines():
+            x = 15.0
+            for word in line.split():
+                w = pdf.get_string_width(word)
+                if x + w > 195:
+                    x, y = 15.0, y + 6
+                pdf.text(x, y, word)
+                x += w + 1.5  # a visible gap (1.5 mm), but no space character
+            y += 6
+    if user_password is not None or owner_password is not None:
+        pdf.set_encryption(owner_password=owner_password or "owner", user_password=user_password)
+    data = bytes(pdf.output())
+    if lost_spacing:
+        data = _patch_space_width(data, 2500)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def make_pdf() -> Callable[..., Path]:
+    """write_pdf(path, pages, ...) as a fixture."""
+    return write_pdf
+
+
+@pytest.fixture
+def text_corpus(tmp_path: Path) -> Callable[..., Path]:
+    """Writes {relative path: text} under a fresh folder and returns the folder."""
+    counter = iter(range(1_000_000))
+
+    def make(files: dict[str, str | bytes], name: str | None = None) -> Path:
+        root = tmp_path / (name or f"corpus{next(counter)}")
+        for rel, content in files.items():
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content, encoding="utf-8")
+        return root
+
+    return make
+
+
+@pytest.fixture
+def make_text() -> Callable[..., str]:
+    """random_text(seed, n_words): deterministic prose of made-up words, different for each seed."""
+    return lambda seed, n_words, paragraph_words=60: random_text(random.Random(seed), n_words, paragraph_words)

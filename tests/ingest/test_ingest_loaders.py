@@ -1,0 +1,309 @@
+"""Loaders: one file in, a Document with sections and provenance out (or a LoaderError naming file and reason)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from ingest.errors import LoaderError
+from ingest.loaders import decode_text, load, long_word_share
+from ingest.pipeline import scan
+
+MakePdf = Callable[..., Path]
+PANGRAM = "the quick brown fox jumps over the lazy dog while seven wizards quietly examine ancient manuscripts"
+
+
+# --- PDF ------------------------------------------------------------------------------------------
+
+
+def test_pdf_gives_one_section_per_page_with_physical_page_numbers(tmp_path: Path, make_pdf: MakePdf) -> None:
+    pdf = make_pdf(tmp_path / "book.pdf", ["Cover of the almanac", None, "Preface about walruses",
+                                            "Chapter one on glaciers"],
+                    labels=[("r", 0), ("D", 2)], title="The Almanac")
+    doc = load(pdf, "book.pdf")
+
+    assert doc.kind == "pdf"
+    assert doc.title == "The Almanac"
+    # The blank page 2 has no section, but the later pages keep their physical index.
+    assert [(s.page, s.text) for s in doc.sections] == [
+        (1, "Cover of the almanac"), (3, "Preface about walruses"), (4, "Chapter one on glaciers")]
+    # Printed labels are kept beside the physical page ("i" on the cover, "1" on page 3).
+    assert [s.page_label for s in doc.sections] == ["i", "1", "2"]
+    for s in doc.sections:
+        assert doc.text[s.start:s.start + len(s.text)] == s.text
+
+
+def _assert_pypdf_glues_words(pdf: Path) -> None:
+    """The fixture is only a test of recovery if pypdf really loses the spaces in it."""
+    for page in PdfReader(pdf).pages:
+        raw = page.extract_text()
+        assert "quickbrownfox" in raw.replace("\n", ""), raw[:200]
+        assert "quick brown" not in raw
+
+
+def test_pdf_with_lost_word_spacing_is_recovered_with_pdfium(tmp_path: Path, make_pdf: MakePdf) -> None:
+    full_page = "\n".join([PANGRAM] * 20)  # a full page: every line one glued "word"
+    short_page = "\n".join([PANGRAM] * 3)  # fewer than 20 glued "words": must still be detected
+    pdf = make_pdf(tmp_path / "tex.pdf", [full_page, short_page], lost_spacing=True)
+    _assert_pypdf_glues_words(pdf)
+    short_raw = PdfReader(pdf).pages[1].extract_text()
+    assert len(short_raw.split()) < 20 and long_word_share(short_raw) >= 0.5
+
+    doc = load(pdf, "tex.pdf")
+
+    assert [s.page for s in doc.sections] == [1, 2]
+    for s in doc.sections:
+        assert long_word_share(s.text) == 0.0
+        words = s.text.split()
+        assert words[:6] == ["the", "quick", "brown", "fox", "jumps", "over"]
+        assert max(len(w) for w in words) <= len("manuscripts")
+    assert len(doc.sections[0].text.split()) == 20 * len(PANGRAM.split())
+    assert any("recovered with PDFium" in w for w in doc.warnings)
+
+
+def test_pdf_with_normal_spacing_is_left_to_pypdf(tmp_path: Path, make_pdf: MakePdf) -> None:
+    pdf = make_pdf(tmp_path / "plain.pdf", ["\n".join([PANGRAM] * 10)])
+    doc = load(pdf, "plain.pdf")
+    assert doc.warnings == ()
+    assert doc.sections[0].text.split()[:4] == ["the", "quick", "brown", "fox"]
+
+
+def test_corrupt_pdf_is_refused_with_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\n" + os.urandom(3000))
+    with pytest.raises(LoaderError) as e:
+        load(bad, "broken.pdf")
+    assert e.value.source == "broken.pdf"
+    assert "PDF" in e.value.reason
+
+
+def test_pdf_encrypted_with_a_user_password_is_refused(tmp_path: Path, make_pdf: MakePdf) -> None:
+    pdf = make_pdf(tmp_path / "locked.pdf", ["classified walrus census"], user_password="secret")
+    assert PdfReader(pdf).is_encrypted
+    with pytest.raises(LoaderError, match="password") as e:
+        load(pdf, "locked.pdf")
+    assert str(e.value).startswith("locked.pdf: ")
+
+
+def test_pdf_encrypted_with_only_an_owner_password_is_read(tmp_path: Path, make_pdf: MakePdf) -> None:
+    pdf = make_pdf(tmp_path / "owner.pdf", ["printable walrus census"], owner_password="owner")
+    assert PdfReader(pdf).is_encrypted
+    assert load(pdf, "owner.pdf").sections[0].text == "printable walrus census"
+
+
+def test_pdf_without_text_is_refused(tmp_path: Path, make_pdf: MakePdf) -> None:
+    pdf = make_pdf(tmp_path / "scan.pdf", [None, None])
+    with pytest.raises(LoaderError, match="no extractable text"):
+        load(pdf, "scan.pdf")
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+MARKDOWN = """Preamble before any heading.
+
+# Guide
+
+Guide body.
+
+## Install
+
+Install body.
+
+```bash
+# this is a shell comment, not a heading
+## neither is this
+pip install thing
+```
+
+~~~
+# tilde fence, still code
+~~~
+
+### On Linux
+
+Linux body.
+
+## Usage
+
+Usage body.
+
+# Appendix
+
+Appendix body.
+"""
+
+
+def test_markdown_sections_carry_the_heading_path() -> None:
+    doc = load(Path("guide.md"), "guide.md", MARKDOWN.encode())
+
+    assert doc.kind == "markdown"
+    assert doc.title == "Guide"
+    assert [s.section for s in doc.sections] == [
+        "", "Guide", "Guide > Install", "Guide > Install > On Linux", "Guide > Usage", "Appendix"]
+    install = doc.sections[2]
+    assert install.text.startswith("## Install")
+    # '#' lines inside fences belong to the section that contains the fence.
+    assert "# this is a shell comment, not a heading" in install.text
+    assert "## neither is this" in install.text
+    assert "# tilde fence, still code" in install.text
+    assert "Linux body." in doc.sections[3].text and "Linux body." not in install.text
+    for s in doc.sections:
+        assert doc.text[s.start:s.start + len(s.text)] == s.text
+
+
+def test_markdown_heading_levels_that_skip_are_still_nested() -> None:
+    doc = load(Path("a.md"), "a.md", b"# Top\n\ntext\n\n### Deep\n\ndeep text\n\n## Mid\n\nmid text\n")
+    assert [s.section for s in doc.sections] == ["Top", "Top > Deep", "Top > Mid"]
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+HTML = """<!doctype html>
+<html><head><title>Walrus Handbook</title>
+<style>body { color: red } .STYLEJUNK {}</style>
+<script>var t = "SCRIPTJUNK"; document.write("SCRIPTJUNK");</script>
+</head><body>
+<nav><a href="/">NAVJUNK Home</a> <a href="/x">NAVJUNK Other</a></nav>
+<header>HEADERJUNK site banner</header>
+<div class="cookie-banner">COOKIEJUNK We use cookies</div>
+<div id="sidebar">SIDEBARJUNK related links</div>
+<main>
+  <h1>Caring for walruses</h1>
+  <p>Walruses need cold water and plenty of clams.</p>
+  <script>trackVisit("SCRIPTJUNK2")</script>
+  <h2>Feeding</h2>
+  <p>Feed them <b>twice</b> a day.</p>
+  <table><tr><th>Food</th><th>Amount</th></tr><tr><td>clams</td><td>40 kg</td></tr></table>
+  <h3>Treats</h3>
+  <ul><li>sardines</li><li>squid</li></ul>
+  <h2>Housing</h2>
+  <p>A pool of at least twenty metres.</p>
+  <form><input value="FORMJUNK"><button>BUTTONJUNK</button></form>
+</main>
+<aside>ASIDEJUNK</aside>
+<footer>FOOTERJUNK copyright 2024</footer>
+</body></html>
+"""
+
+
+def test_html_keeps_main_text_headings_and_title_and_drops_boilerplate() -> None:
+    doc = load(Path("walrus.html"), "walrus.html", HTML.encode())
+    text = doc.text
+
+    assert doc.kind == "html"
+    assert doc.title == "Walrus Handbook"
+    for wanted in ["Caring for walruses", "Walruses need cold water and plenty of clams.", "Feed them twice a day.",
+                   "Food | Amount", "clams | 40 kg", "sardines", "A pool of at least twenty metres."]:
+        assert wanted in text
+    assert "JUNK" not in text, text
+    assert "color: red" not in text
+    sections = {s.section: s.text for s in doc.sections}
+    assert list(sections) == ["Caring for walruses", "Caring for walruses > Feeding",
+                              "Caring for walruses > Feeding > Treats", "Caring for walruses > Housing"]
+    assert sections["Caring for walruses > Feeding"].startswith("Feeding")
+    assert "squid" in sections["Caring for walruses > Feeding > Treats"]
+
+
+def test_html_without_main_uses_body_and_title_as_section() -> None:
+    page = (b"<html><head><title>Plain page</title></head><body><div class='navbar'>NAVJUNK</div>"
+            b"<p>Only a paragraph about otters.</p><div class='footer'>FOOTERJUNK</div></body></html>")
+    doc = load(Path("p.htm"), "p.htm", page)
+    assert doc.text == "Only a paragraph about otters."
+    assert doc.sections[0].section == "Plain page"
+
+
+def test_html_that_is_only_scripts_and_navigation_has_no_text() -> None:
+    page = b"<html><body><nav>menu</nav><script>x()</script><footer>f</footer></body></html>"
+    with pytest.raises(LoaderError, match="no extractable text"):
+        load(Path("junk.html"), "junk.html", page)
+
+
+# --- plain text and encodings ---------------------------------------------------------------------
+
+
+def test_plain_text_is_one_section_with_windows_newlines_normalised() -> None:
+    doc = load(Path("notes.txt"), "notes.txt", b"Otter notes\r\n\r\nOtters hold hands while sleeping.\r\n")
+    assert doc.kind == "text"
+    assert doc.title == "Otter notes"
+    assert doc.text == "Otter notes\n\nOtters hold hands while sleeping."
+    assert [(s.section, s.page, s.start) for s in doc.sections] == [("", None, 0)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["café\n", "Le café est très agréable. Où est la crème brûlée? Ça coûte cher.\n",
+     "Grüße aus München, schöne Straße.\n", "El niño comió piña. ¿Qué tal?\n"],
+)
+def test_latin1_text_is_decoded_correctly(text: str) -> None:
+    data = text.encode("latin-1")
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+    assert decode_text(data, "old.txt") == text
+
+
+@pytest.mark.parametrize(("text", "encoding"), [
+    ("Привет, как дела? Это тестовый текст на русском языке.\n", "cp1251"),
+    ("Příliš žluťoučký kůň úpěl ďábelské ódy.\n", "cp1250"),
+    ("Price: 5 € with “curly quotes”.\n", "cp1252"),
+])
+def test_other_legacy_encodings_still_decode(text: str, encoding: str) -> None:
+    assert decode_text(text.encode(encoding), "old.txt") == text
+
+
+def test_utf8_with_bom_is_decoded_without_the_bom() -> None:
+    assert decode_text("\ufeffNaïve café".encode("utf-8"), "bom.txt") == "Naïve café"
+
+
+@pytest.mark.parametrize("data", [os.urandom(4096) + b"\x00", bytes(range(1, 256)) * 20,
+                                  b"\x89PNG\r\n\x1a\n" + bytes((i * 37) % 255 + 1 for i in range(3000))])
+def test_binary_data_with_a_text_name_is_refused(data: bytes) -> None:
+    with pytest.raises(LoaderError, match="binary data") as e:
+        load(Path("image.txt"), "image.txt", data)
+    assert e.value.source == "image.txt"
+
+
+@pytest.mark.parametrize("name", ["empty.txt", "empty.md", "empty.html", "empty.pdf"])
+def test_empty_files_are_refused(name: str) -> None:
+    with pytest.raises(LoaderError, match="empty file"):
+        load(Path(name), name, b"")
+    with pytest.raises(LoaderError, match="empty file"):
+        load(Path(name), name, b"  \n\n\t ")
+
+
+def test_unknown_extension_is_refused_by_load_and_reported_as_skipped_by_scan(tmp_path: Path) -> None:
+    with pytest.raises(LoaderError, match="unsupported file type '.docx'"):
+        load(Path("letter.docx"), "letter.docx", b"PK\x03\x04")
+    (tmp_path / "letter.docx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "Makefile").write_text("all:\n")
+    (tmp_path / "keep.md").write_text("# Keep\n")
+    files, skipped = scan([tmp_path], (".md",))
+    assert [f.source for f in files] == ["keep.md"]
+    assert sorted((s.source, s.error) for s in skipped) == [
+        ("Makefile", "skipped: unsupported file type '(none)'"),
+        ("letter.docx", "skipped: unsupported file type '.docx'"),
+    ]
+
+
+def test_scan_gives_paths_relative_to_the_root_and_cuts_directory_link_loops(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "deep.txt").write_text("deep")
+    (root / "top.md").write_text("# top")
+    (root / ".hidden.txt").write_text("hidden files are not ingested")
+    os.symlink(root, root / "a" / "loop")  # a directory link back to the root
+    files, skipped = scan([root], (".txt", ".md"))
+    assert [f.source for f in files] == ["a/b/deep.txt", "top.md"]
+    assert skipped == []
+    single, _ = scan([root / "a" / "b" / "deep.txt"], (".txt",))
+    assert [f.source for f in single] == ["deep.txt"]
+
+
+def test_pdf_bytes_survive_round_trip_through_the_fixture(tmp_path: Path, make_pdf: MakePdf) -> None:
+    """Guard for the fixture itself: the text written to a page is what pypdf reads back."""
+    pdf = make_pdf(tmp_path / "x.pdf", ["alpha beta gamma"])
+    assert PdfReader(io.BytesIO(pdf.read_bytes())).pages[0].extract_text() == "alpha beta gamma"

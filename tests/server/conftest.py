@@ -1,0 +1,197 @@
+"""A real `rag serve` (uvicorn) subprocess on 127.0.0.1 over a small two-tenant index built here."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+TENANT_A = {
+    "fish.md": "# Zebrafish care\n\nThe zebrafish aquarium protocol requires water at 28 degrees Celsius. "
+               "Feed the zebrafish twice daily with brine shrimp. The aquarium lights stay on for 14 hours a day.\n",
+    "pumps.md": "# Filter pumps\n\nThe aquarium filter pump is cleaned every Monday. A spare pump is kept in "
+                "the cabinet under the main zebrafish tank.\n",
+}
+TENANT_B = {
+    "rock.md": "# Quarry operations\n\nThe volcanic basalt quarry opens at dawn. Basalt columns are cut with "
+               "diamond wire saws. Blasting in the volcanic basalt quarry happens on Thursdays only.\n",
+}
+UNTENANTED = {
+    "lighthouse.md": "# Lighthouse\n\nThe lighthouse keeper winds the clockwork lamp mechanism every evening.\n",
+}
+# Words that only tenant B's (or the untenanted) documents contain: a reader of A must never see them.
+B_WORDS = ("basalt", "volcanic", "quarry", "blasting", "diamond wire")
+UNTENANTED_WORDS = ("lighthouse", "clockwork")
+
+CONFIG = """
+[answer]
+llm = "extractive"
+
+[server]
+max_request_bytes = 200000
+max_question_chars = 500
+rate_limit_per_minute = {rate}
+answer_timeout = {timeout}
+
+[llm.openai]
+timeout = 30.0
+max_retries = 0
+"""
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # http://127.0.0.1:PORT
+    index: Path
+    log: Path
+    keys: dict[str, str]  # role name -> plaintext key
+
+    def client(self, key: str | None, **kw: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+
+    def openai(self, key: str):  # noqa: ANN201 - openai.OpenAI
+        from openai import OpenAI
+
+        return OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env() -> dict[str, str]:
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def start_server(tmp: Path, index: Path, name: str, rate: int = 200, timeout: float = 60.0,
+                 extra: tuple[str, ...] = ("--llm", "extractive")) -> tuple[subprocess.Popen, str, Path]:
+    """Launch `rag serve` on a free loopback port; returns (process, url, log file)."""
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(CONFIG.format(rate=rate, timeout=timeout))
+    port = free_port()
+    log = tmp / f"{name}.log"
+    cmd = [sys.executable, "-m", "rag.cli", "--config", str(cfg), "serve", "--index", str(index),
+           "--host", "127.0.0.1", "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=server_env())  # noqa: SIM115
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log: Path, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rag serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"rag serve did not answer /healthz within {limit:.0f}s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def write_docs(folder: Path, docs: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Keys first (the store exists before the server opens it), then the server starts while the corpus is
+    ingested in this process (the server picks up the new index generation on its next search)."""
+    from rag.access import AccessStore
+
+    tmp = tmp_path_factory.mktemp("server")
+    index = tmp / "index"
+    store = AccessStore(index)
+    keys = {
+        "reader_a": store.create_key("reader A", "reader", ["A"]).token,
+        "reader_b": store.create_key("reader B", "reader", ["B"]).token,
+        "admin": store.create_key("admin", "admin", ["*"]).token,
+        "admin_a": store.create_key("admin of A", "admin", ["A"]).token,
+        "limited": store.create_key("rate limited", "reader", ["A"]).token,
+        "browser": store.create_key("browser", "reader", ["A"]).token,
+        "streamer": store.create_key("streamer", "reader", ["A"]).token,
+        "asker": store.create_key("asker", "reader", ["A"]).token,
+    }
+    store.close()
+    proc, url, log = start_server(tmp, index, "main")
+    try:
+        from ingest.embedding import open_embedder
+        from rag import api
+        from rag.config import load_config
+
+        config = load_config(tmp / "main.toml")
+        embedder = open_embedder(config.ingest.embedding)
+        api.ingest([write_docs(tmp / "docs-a", TENANT_A)], index, config, tenant="A", embedder=embedder)
+        api.ingest([write_docs(tmp / "docs-b", TENANT_B)], index, config, tenant="B", embedder=embedder)
+        api.ingest([write_docs(tmp / "docs-none", UNTENANTED)], index, config, embedder=embedder)
+        wait_ready(proc, url, log)
+        yield Server(url, index, log, keys)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def launch():  # noqa: ANN201 - the context manager below
+    """`with launch(tmp, index, name, timeout=..., extra=(...)) as url:` another server over the same index."""
+
+    @contextmanager
+    def run(tmp: Path, index: Path, name: str, **kw: object) -> Iterator[str]:
+        proc, url, log = start_server(tmp, index, name, **kw)  # type: ignore[arg-type]
+        try:
+            wait_ready(proc, url, log)
+            yield url
+        finally:
+            stop(proc)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    out = Path(os.environ.get("RAG_TEST_OUTPUT", "test-output"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def assert_no_leak(body: str, words: tuple[str, ...] = B_WORDS + UNTENANTED_WORDS) -> None:
+    """No distinctive word of another tenant in a response, leaving out the echo of the caller's own question."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        body = json.dumps({k: v for k, v in data.items() if k not in ("question", "query")})
+    low = body.lower()
+    leaked = [w for w in words if w in low]
+    assert not leaked, f"response leaks {leaked}: {body[:500]}"
+
+
+@pytest.fixture()
+def no_leak():  # noqa: ANN201 - the assertion helper
+    return assert_no_leak
