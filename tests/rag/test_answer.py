@@ -1,0 +1,66 @@
+"""Answers end to end with the extractive backend: citations, quotes, refusal, history, JSON shape."""
+
+from __future__ import annotations
+
+import json
+
+from pathlib import Path
+
+from rag.api import open_pipeline
+from rag.config import Config
+from rag.prompt import REFUSAL
+
+ANSWER_KEYS = {"answer", "refused", "citations", "contexts", "model", "usage", "timings"}
+
+
+def extractive_config(index: Path) -> Config:
+    return Config().with_overrides(index_dir=index, **{"answer.llm": "extractive"})
+
+
+def test_answer_cites_chunks_that_contain_the_quote(lecture_index, embedder):
+    with open_pipeline(lecture_index, extractive_config(lecture_index), embedder=embedder) as r:
+        a = r.ask("Which year did GANs appear?")
+    assert not a.refused and "2014" in a.text
+    assert a.citations and "[1]" in a.text
+    for c in a.citations:
+        block_hit = a.contexts[c.block - 1]
+        assert block_hit.chunk.chunk_id == c.chunk_id
+        assert c.quote and c.quote in block_hit.chunk.text
+        assert c.source == "genai-lecture.txt"
+    assert set(a.timings) >= {"retrieve", "generate", "total"}
+
+
+def test_off_topic_question_is_refused_before_generation(lecture_index, embedder):
+    with open_pipeline(lecture_index, extractive_config(lecture_index), embedder=embedder) as r:
+        a = r.ask("What is the capital city of Australia?")
+    assert a.refused and a.text == REFUSAL
+    assert "similarity" in a.refusal_reason
+    assert a.citations == () and "generate" not in a.timings
+
+
+def test_history_rewrites_follow_up(lecture_index, embedder):
+    with open_pipeline(lecture_index, extractive_config(lecture_index), embedder=embedder) as r:
+        first = r.ask("What are diffusion models?")
+        follow = r.ask("How do they generate an image?", history=[("What are diffusion models?", first.text)])
+    assert follow.query.startswith("What are diffusion models?") and follow.query != follow.question
+    assert not follow.refused and any("noise" in h.chunk.text.lower() for h in follow.contexts)
+
+
+def test_stream_yields_text_then_answer(lecture_index, embedder):
+    with open_pipeline(lecture_index, extractive_config(lecture_index), embedder=embedder) as r:
+        items = list(r.stream("What does the text encoder CLIP produce in text-to-image generation?"))
+    *deltas, final = items
+    assert deltas and all(isinstance(d, str) for d in deltas)
+    assert final.text and final.citations
+
+
+def test_ask_json_cli(lecture_index, rag_cli):
+    out = rag_cli.run(["ask", "Which year did GANs appear?", "--index", lecture_index, "--llm", "extractive",
+                       "--json"])
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert ANSWER_KEYS <= set(data)
+    assert data["refused"] is False and "2014" in data["answer"]
+    assert {"source", "page", "chunk_id", "quote"} <= set(data["citations"][0])
+    human = rag_cli.run(["ask", "Which year did GANs appear?", "--index", lecture_index, "--llm", "extractive"])
+    assert "Sources:" in human.stdout and "[1] genai-lecture.txt" in human.stdout
