@@ -74,21 +74,25 @@ class OpenAICompatLLM:
             produced = False
             try:
                 usage = None
+                finished = False
                 for chunk in self._client.chat.completions.create(**self._request(prompt)):
                     if getattr(chunk, "usage", None):
                         usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
                     if not getattr(chunk, "choices", None):
                         continue
+                    finished = finished or bool(chunk.choices[0].finish_reason)
                     delta = chunk.choices[0].delta
                     text = getattr(delta, "content", None) if delta is not None else None
                     if text:
                         produced = True
                         yield text
+                if not finished:
+                    raise _Truncated("the stream ended before the answer was complete (connection dropped?)")
                 if usage is not None:
                     yield usage
                 return
             except (oa.APIConnectionError, oa.APITimeoutError, oa.InternalServerError, oa.RateLimitError,
-                    oa.APIResponseValidationError, ValueError, AttributeError, TypeError) as e:
+                    oa.APIResponseValidationError, _Truncated, ValueError, AttributeError, TypeError) as e:
                 # A retry is safe only before any text reached the caller.
                 if produced or attempt == attempts:
                     raise LLMError(self._describe(e, attempt)) from e
@@ -108,13 +112,20 @@ class OpenAICompatLLM:
             oa.InternalServerError: "server error",
             oa.APIResponseValidationError: "malformed response",
         }
-        reason = next((v for k, v in what.items() if isinstance(e, k)), type(e).__name__)
+        reason = next((v for k, v in what.items() if isinstance(e, k)), "")
         if isinstance(e, oa.APIStatusError):
-            reason = f"HTTP {e.status_code}: {_short(e.message)}"
+            reason = f"{reason} (HTTP {e.status_code}: {_short(e.message)})" if reason else \
+                f"HTTP {e.status_code}: {_short(e.message)}"
+        elif isinstance(e, _Truncated):
+            reason = str(e)
         elif isinstance(e, ValueError | AttributeError | TypeError):
             reason = f"malformed response ({_short(str(e))})"
         return (f"LLM at {self._config.base_url} (model {self.model}) failed: {reason}; "
                 f"gave up after {attempt} attempt(s)")
+
+
+class _Truncated(Exception):
+    """A stream that stopped without a finish reason."""
 
 
 def _short(s: str, n: int = 200) -> str:
