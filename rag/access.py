@@ -12,9 +12,12 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from fastapi import HTTPException
 
 from ingest.collection import STORE_FILE
 from ingest.store import Store
@@ -210,6 +213,49 @@ class AccessStore:
                            sources=tuple(json.loads(r["sources"] or "[]")),
                            refused=None if r["refused"] is None else bool(r["refused"]), status=r["status"])
                 for r in rows]
+
+
+class RequestGuard:
+    """The server's outermost ASGI layer: refuses bodies over the size limit (413), adds the security
+    headers, and writes one audit row per API request (POST/DELETE, and any refused request)."""
+
+    def __init__(self, app: Any, max_bytes: int, access: AccessStore, headers: dict[str, str],
+                 error: Callable[[int, str], Any]) -> None:
+        self.app, self.max_bytes, self.access, self.error = app, max_bytes, access, error
+        self.headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        too_big = f"request body is over the limit of {self.max_bytes} bytes (server.max_request_bytes)"
+        if not length.isdigit() or int(length) > self.max_bytes:
+            return await self.error(413, too_big)(scope, receive, send)
+        audit: dict[str, Any] = scope.setdefault("rag.audit", {})
+        seen = 0
+
+        async def receive_limited() -> dict:
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, too_big)  # FastAPI re-raises it from body parsing; the app maps it
+            return msg
+
+        async def send_with_headers(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                audit.setdefault("status", msg["status"])
+                msg["headers"] = list(msg.get("headers", [])) + self.headers
+            await send(msg)
+
+        try:
+            await self.app(scope, receive_limited, send_with_headers)
+        finally:
+            path, method = scope["path"], scope["method"]
+            status = audit.get("status", 500)
+            if path.startswith("/v1/") and (method != "GET" or status >= 400):
+                self.access.record(f"{method} {path}", audit.get("key_id"), status, audit.get("question"),
+                                   audit.get("sources", ()), audit.get("refused"))
 
 
 class RateLimiter:

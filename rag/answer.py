@@ -96,6 +96,8 @@ def stream_answer(rag: RAG, question: str, history: Sequence[tuple[str, str]] = 
     if first_token is not None:
         timings["first_token"] = first_token
     raw = "".join(parts)
+    if usage.total_tokens == 0:  # servers that do not report usage when streaming
+        usage = Usage(sum(llm.count_tokens(m.content) for m in prompt.messages), llm.count_tokens(raw))
     contexts = tuple(b.hit for b in blocks)
     if cite.is_refusal(raw):
         yield refused("the model found no answer in the passages", usage, contexts)

@@ -11,6 +11,7 @@ from rag.records import Citation
 from rag.retrieve import content_words
 
 _MARK = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_ECHOED_TAG = re.compile(r"</?\s*document\b[^>]*>", re.I)  # small models sometimes echo the delimiters
 _REFUSAL_HINTS = (
     "cannot answer this from the provided documents",
     "cannot answer this from the documents",
@@ -38,8 +39,7 @@ def is_refusal(text: str) -> bool:
 def parse(text: str, n_blocks: int) -> list[CitedSentence]:
     """Sentences of an answer with the block numbers each cites (markers after the sentence count too)."""
     out: list[CitedSentence] = []
-    pending: list[str] = []
-    for raw in split_sentences(text):
+    for raw in split_sentences(_ECHOED_TAG.sub(" ", text)):
         nums = [int(n) for m in _MARK.finditer(raw) for n in re.split(r"[,;]\s*", m.group(1))]
         body = " ".join(_MARK.sub("", raw).split())
         if not content_words(body):
@@ -48,7 +48,6 @@ def parse(text: str, n_blocks: int) -> list[CitedSentence]:
                 last = out[-1]
                 out[-1] = CitedSentence(last.text, _valid(last.blocks + tuple(nums), n_blocks))
             continue
-        pending.append(body)
         out.append(CitedSentence(body, _valid(tuple(nums), n_blocks)))
     return out
 

@@ -8,10 +8,10 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,11 +22,12 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import AliasChoices, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.config import ConfigError
 from ingest.errors import IndexLockedError, IngestError
 from ingest.pipeline import ingest_paths
-from rag.access import AccessError, AccessStore, ApiKey, RateLimiter, check_tenant
+from rag.access import AccessError, AccessStore, ApiKey, RateLimiter, RequestGuard, check_tenant
 from rag.api import RAG
 from rag.errors import RagError
 from rag.records import Answer
@@ -126,56 +127,16 @@ class Job:
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("id", "status", "tenant", "files", "created", "finished",
-                                                "report", "error")}
-
-
-# --- the app --------------------------------------------------------------------------------------
-class _Guard:
-    """Outermost ASGI layer: request size limit (413), security headers, and one audit row per request."""
-
-    def __init__(self, app: Any, max_bytes: int, access: AccessStore) -> None:
-        self.app, self.max_bytes, self.access = app, max_bytes, access
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        too_big = f"request body is over the limit of {self.max_bytes} bytes (server.max_request_bytes)"
-        if not length.isdigit() or int(length) > self.max_bytes:
-            return await _error(413, too_big)(scope, receive, send)
-        audit: dict[str, Any] = scope.setdefault("rag.audit", {})
-        seen = 0
-
-        async def receive_limited() -> dict:
-            nonlocal seen
-            msg = await receive()
-            seen += len(msg.get("body", b""))
-            if seen > self.max_bytes:
-                raise HTTPException(413, too_big)  # FastAPI re-raises it from body parsing; mapped to JSON below
-            return msg
-
-        async def send_with_headers(msg: dict) -> None:
-            if msg["type"] == "http.response.start":
-                audit.setdefault("status", msg["status"])
-                msg["headers"] = list(msg.get("headers", [])) + [(k.encode(), v.encode()) for k, v in _HEADERS.items()]
-            await send(msg)
-
-        try:
-            await self.app(scope, receive_limited, send_with_headers)
-        finally:
-            path, method = scope["path"], scope["method"]
-            status = audit.get("status", 500)
-            if path.startswith("/v1/") and (method != "GET" or status >= 400):
-                self.access.record(f"{method} {path}", audit.get("key_id"), status, audit.get("question"),
-                                   audit.get("sources", ()), audit.get("refused"))
+        return asdict(self)
 
 
 def create_app(rag: RAG, access: AccessStore) -> FastAPI:
     """The FastAPI app over an open RAG; `access` holds the keys and receives the audit rows."""
     cfg = rag.config.server
     limiter = RateLimiter(cfg.rate_limit_per_minute)
-    answer_pool = ThreadPoolExecutor(16, thread_name_prefix="rag-answer")
+    # Local and extractive answers are CPU-bound: more threads than cores only thrash; a remote LLM waits on I/O.
+    workers = 32 if rag.config.answer.llm == "openai" else max(2, os.cpu_count() or 2)
+    answer_pool = ThreadPoolExecutor(workers, thread_name_prefix="rag-answer")
     ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="rag-ingest")  # one writer at a time
     jobs: dict[str, Job] = {}
     uploads = rag.config.index_dir / UPLOADS
@@ -190,8 +151,8 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
     app = FastAPI(title="rag", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Grounded question answering over private documents, with citations.")
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, e: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's subclass and the router's own 404/405
+    async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
         return _error(e.status_code, str(e.detail), getattr(e, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -461,7 +422,8 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
             (uploads / (tenant or "_all") / source).unlink(missing_ok=True)
         return {"removed": rep.removed, "documents_total": rep.documents_total}
 
-    app.add_middleware(_Guard, max_bytes=cfg.max_request_bytes, access=access)
+    app.add_middleware(RequestGuard, max_bytes=cfg.max_request_bytes, access=access, headers=_HEADERS,
+                       error=_error)
     return app
 
 
