@@ -73,13 +73,14 @@ class RAG:
         self.embedder = embedder
         self.retriever = Retriever(collection, embedder, config.retrieval)
         self._llm = llm
+        self._owns_llm = llm is None  # an LLM handed in is the caller's to close
         # One SQLite connection and one FAISS snapshot are shared: retrieval is serialised (it takes
         # milliseconds); generation is not held by this lock.
         self._lock = threading.RLock()
 
     def close(self) -> None:
         close = getattr(self._llm, "close", None)
-        if callable(close):
+        if self._owns_llm and callable(close):
             close()
         self.collection.close()
 
