@@ -12,16 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from ingest.embedding import open_embedder
-from ingest.pipeline import ingest_paths
-from rag.api import open_pipeline
-from rag.config import load_config
-from rag.llm.local import LocalLLM
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the repo first: bench/ingest.py must not shadow the ingest package
+
+from ingest.embedding import open_embedder  # noqa: E402
+from ingest.pipeline import ingest_paths  # noqa: E402
+from rag.api import open_pipeline  # noqa: E402
+from rag.config import load_config  # noqa: E402
+from rag.llm.local import LocalLLM  # noqa: E402
+
 CORPORA = ["lecture", "sqlite-docs", "r-data-manual"]
 
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
-from ingest.embedding import open_embedder
-from ingest.pipeline import ingest_paths
-from rag.api import open_pipeline
-from rag.config import load_config
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the repo first: bench/ingest.py must not shadow the ingest package
+
+from ingest.embedding import open_embedder  # noqa: E402
+from ingest.pipeline import ingest_paths  # noqa: E402
+from rag.api import open_pipeline  # noqa: E402
+from rag.config import load_config  # noqa: E402
 
 
 def is_hit(chunk, gold: list[dict]) -> bool:
@@ -76,7 +78,8 @@ def main() -> None:
                 h10 = sum(1 for x in ranks if x) / n
                 mrr = sum(1 / x for x in ranks if x) / n
                 totals[name].append(mrr)
-                print(f"{corpus:>14} {name:>18}: hit@1 {h1:.2f} hit@5 {h5:.2f} hit@10 {h10:.2f} mrr@10 {mrr:.3f} (n={n})")
+                print(f"{corpus:>14} {name:>18}: hit@1 {h1:.2f} hit@5 {h5:.2f} hit@10 {h10:.2f} "
+                      f"mrr@10 {mrr:.3f} (n={n})")
         print("mean MRR@10 over corpora:", {k: round(statistics.mean(v), 3) for k, v in totals.items()})
     for key, vals in signals.items():
         if not vals:
@@ -88,10 +91,16 @@ def main() -> None:
               f"agreement {sum(v[2] for v in vals)}/{len(vals)}")
     for t_d in (0.2, 0.25, 0.3, 0.35, 0.4):
         for t_o in (0.0, 0.34, 0.5, 0.67):
-            refuse = lambda v: v[0] < t_d or (v[1] < t_o and not v[2])  # noqa: E731
-            tr = sum(refuse(v) for v in signals["unanswerable"]) / max(1, len(signals["unanswerable"]))
-            fr = sum(refuse(v) for v in signals["answerable"]) / max(1, len(signals["answerable"]))
-            print(f"min_dense {t_d:.2f} min_overlap {t_o:.2f}: unanswerable refused {tr:.2f}, answerable refused {fr:.2f}")
+            tr = _refused_share(signals["unanswerable"], t_d, t_o)
+            fr = _refused_share(signals["answerable"], t_d, t_o)
+            print(f"min_dense {t_d:.2f} min_overlap {t_o:.2f}: unanswerable refused {tr:.2f}, "
+                  f"answerable refused {fr:.2f}")
+
+
+def _refused_share(vals: list[tuple[float, float, bool]], min_dense: float, min_overlap: float) -> float:
+    """The share the evidence rule of rag.answer.evidence_refusal would refuse."""
+    refused = sum(d < min_dense or (o < min_overlap and not agree) for d, o, agree in vals)
+    return refused / max(1, len(vals))
 
 
 if __name__ == "__main__":
