@@ -265,13 +265,6 @@ class Store:
                 out[int(r["id"])] = _chunk(r)
         return out
 
-    def neighbours(self, chunk: Chunk, before: int, after: int) -> list[Chunk]:
-        """Chunks adjacent to `chunk` in its document, in order (itself included)."""
-        rows = self.db.execute(
-            f"{_CHUNK_SELECT} WHERE d.source=? AND c.ordinal BETWEEN ? AND ? ORDER BY c.ordinal",
-            (chunk.source, chunk.ordinal - before, chunk.ordinal + after))
-        return [_chunk(r) for r in rows]
-
     def chunk_by_chunk_id(self, chunk_id: str) -> Chunk | None:
         row = self.db.execute(f"{_CHUNK_SELECT} WHERE c.chunk_id=?", (chunk_id,)).fetchone()
         return _chunk(row) if row else None

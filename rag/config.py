@@ -28,7 +28,6 @@ class RetrievalConfig:
     dense_weight: float = 0.3
     candidates: int = 50
     mmr_lambda: float = 1.0
-    neighbours: int = 0
 
     def __post_init__(self) -> None:
         _check(self.mode, MODES, "retrieval.mode")

@@ -183,10 +183,6 @@ def negations(text: str) -> int:
     return sum(w in _NEGATIONS or w.endswith("n't") for w in words)
 
 
-def negated(text: str) -> bool:
-    return negations(text) > 0
-
-
 def _units(text: str) -> list[str]:
     """Sentences of a passage and pairs of adjacent sentences (claims often merge two)."""
     sents = [s for s in split_sentences(text) if content_words(s)] or ([text] if text.strip() else [])

@@ -64,3 +64,15 @@ def test_ask_json_cli(lecture_index, rag_cli):
     assert {"source", "page", "chunk_id", "quote"} <= set(data["citations"][0])
     human = rag_cli.run(["ask", "Which year did GANs appear?", "--index", lecture_index, "--llm", "extractive"])
     assert "Sources:" in human.stdout and "[1] genai-lecture.txt" in human.stdout
+
+
+def test_chat_cli_keeps_history(lecture_index, rag_cli):
+    import subprocess
+
+    proc = subprocess.run([*rag_cli.argv, "chat", "--index", str(lecture_index), "--llm", "extractive"],
+                          input="What are diffusion models?\nHow do they generate an image?\n\n", text=True,
+                          capture_output=True, cwd=rag_cli.cwd, env=rag_cli.env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    answers = [line for line in proc.stdout.splitlines() if "rag> " in line]
+    assert len(answers) == 2 and all("[1]" in a for a in answers)
+    assert "diffusion" in answers[1].lower()  # "they" resolved through the history
