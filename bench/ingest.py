@@ -151,14 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"files:            {files} ingested, {len(report.failed)} failed, {len(report.skipped)} skipped")
     print(f"pages (PDF):      {report.pages}")
     print(f"chunks:           {chunks} ({report.chunks_embedded} unique texts embedded)")
-    print(f"ingest:           {ingest_s:.2f} s  ->  {chunks / ingest_s:.1f} chunks/s, {report.pages / ingest_s:.1f} pages/s")
+    print(f"ingest:           {ingest_s:.2f} s  ->  {chunks / ingest_s:.1f} chunks/s, "
+          f"{report.pages / ingest_s:.1f} pages/s")
     other = ingest_s - sum(stages.values()) - report.embed_seconds
     breakdown = {**stages, "embed": report.embed_seconds, "other": other}
     print("  stages:         " + ", ".join(f"{k} {v:.2f} s ({100 * v / ingest_s:.0f}%)" for k, v in breakdown.items()))
     print(f"pure encode():    {encode_s:.2f} s for the same {len(texts)} texts, same batches")
     print(f"ingest / encode:  {ratio:.3f}  (goal <= {GOAL_RATIO}: {'met' if ratio <= GOAL_RATIO else 'MISSED'})")
-    print(f"re-ingest:        {reingest_s:.3f} s unchanged ({len(again.unchanged)} files) = {re_share:.4f} of the first "
-          f"(goal <= {GOAL_REINGEST}: {'met' if re_share <= GOAL_REINGEST else 'MISSED'})")
+    print(f"re-ingest:        {reingest_s:.3f} s unchanged ({len(again.unchanged)} files) = {re_share:.4f} "
+          f"of the first (goal <= {GOAL_REINGEST}: {'met' if re_share <= GOAL_REINGEST else 'MISSED'})")
     return 0
 
 

@@ -26,7 +26,7 @@ class Chunker:
         self._tokenizer = tokenizer
         self._overlap = config.chunk_overlap
         self._backend = _private_backend(tokenizer)
-        # The splitter measures every word and sentence, most of them many times: memoise short pieces.
+        # The splitter measures every word and sentence, most of them several times: memoise short pieces.
         self._count_short = functools.lru_cache(maxsize=1 << 16)(self._count)
         self._splitter = RecursiveCharacterTextSplitter(
             length_function=self.count_tokens,
@@ -39,7 +39,7 @@ class Chunker:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces in `text` (no special tokens), as the embedder's tokenizer counts them."""
-        return self._count_short(text) if len(text) <= 64 else self._count(text)
+        return self._count_short(text) if len(text) <= 256 else self._count(text)
 
     def _count(self, text: str) -> int:
         if self._backend is not None:

@@ -282,7 +282,7 @@ class Ingestor:
             else:
                 ids, all_vecs = store.all_chunk_vectors(dim)
                 vectors.rebuild(ids, all_vecs)
-            if rep.removed:
+            if rep.removed or removed_ids:  # vectors of replaced texts too, or the store grows with every edit
                 store.prune_vectors()
             m = coll.manifest
             manifest = Manifest(

