@@ -69,9 +69,9 @@ def stream_answer(rag: RAG, question: str, history: Sequence[tuple[str, str]] = 
     timings = {"rewrite": t_rewrite, "retrieve": t_retrieve}
     base = {"question": question, "query": query, "model": llm.model, "evidence": result.evidence}
 
-    def refused(reason: str, usage: Usage = Usage(), contexts: tuple = ()) -> Answer:
+    def refused(reason: str, usage: Usage | None = None, contexts: tuple = ()) -> Answer:
         timings["total"] = time.perf_counter() - t0
-        return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage,
+        return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage or Usage(),
                       timings=dict(timings), **base)  # type: ignore[arg-type]
 
     reason = evidence_refusal(result.evidence, len(result.hits), cfg.min_dense_score, cfg.min_keyword_overlap)

@@ -158,10 +158,7 @@ class Retriever:
         chosen: list[int] = []
         left = list(range(len(ids)))
         while left and len(chosen) < k:
-            if chosen:
-                red = (vecs[left] @ vecs[chosen].T).max(axis=1)
-            else:
-                red = np.zeros(len(left))
+            red = (vecs[left] @ vecs[chosen].T).max(axis=1) if chosen else np.zeros(len(left))
             best = left[int(np.argmax(lam * rel[left] - (1 - lam) * red))]
             chosen.append(best)
             left.remove(best)

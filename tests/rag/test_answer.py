@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 from rag.api import open_pipeline
@@ -59,7 +58,7 @@ def test_ask_json_cli(lecture_index, rag_cli):
                        "--json"])
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert ANSWER_KEYS <= set(data)
+    assert set(data) >= ANSWER_KEYS
     assert data["refused"] is False and "2014" in data["answer"]
     assert {"source", "page", "chunk_id", "quote"} <= set(data["citations"][0])
     human = rag_cli.run(["ask", "Which year did GANs appear?", "--index", lecture_index, "--llm", "extractive"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fake_openai import FakeOpenAI
 
 from rag.config import OpenAIConfig
 from rag.errors import LLMConfigError, LLMError
@@ -10,14 +11,12 @@ from rag.llm.base import complete
 from rag.llm.openai_compat import OpenAICompatLLM
 from rag.prompt import Message, Prompt
 
-from fake_openai import FakeOpenAI
-
 PROMPT = Prompt((Message("system", "s"), Message("user", "u")))
 
 
 def _llm(base_url: str, **kw: object) -> OpenAICompatLLM:
-    cfg = OpenAIConfig(base_url=base_url, model="fake", timeout=kw.pop("timeout", 2.0), max_retries=kw.pop("retries", 2),
-                       **kw)  # type: ignore[arg-type]
+    cfg = OpenAIConfig(base_url=base_url, model="fake", timeout=kw.pop("timeout", 2.0),  # type: ignore[arg-type]
+                       max_retries=kw.pop("retries", 2), **kw)  # type: ignore[arg-type]
     return OpenAICompatLLM(cfg)
 
 
