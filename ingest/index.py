@@ -113,6 +113,11 @@ class FaissIndex:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     @classmethod
     def load(cls, path: Path, kind: str, hnsw_m: int = 32, ivf_nlist: int = 256) -> FaissIndex:
