@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ingest.collection import Collection
@@ -94,7 +94,10 @@ class RAG:
                filters: Sequence[str] | ChunkFilter | None = None,
                tenants: tuple[str, ...] | None = None) -> RetrievalResult:
         """Hits and retrieval evidence for a query."""
-        flt = filters if isinstance(filters, ChunkFilter) else parse_filters(list(filters or []), tenants)
+        if isinstance(filters, ChunkFilter):
+            flt = filters if tenants is None else replace(filters, tenants=tenants)
+        else:
+            flt = parse_filters(list(filters or []), tenants)
         t = time.perf_counter()
         with self._lock:
             result = self.retriever.search(query, k=k, mode=mode, filters=flt)

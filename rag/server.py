@@ -40,7 +40,7 @@ STATIC = Path(__file__).parent / "static"
 UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all" = no tenant)
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
-                422: "invalid_request_error", 429: "rate_limit_error", 504: "timeout_error"}
+                422: "invalid_request_error", 429: "rate_limit_error", 503: "server_busy", 504: "timeout_error"}
 _HEADERS = {"content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
                                       "base-uri 'none'; form-action 'self'",
             "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
@@ -130,6 +130,10 @@ class Job:
         return asdict(self)
 
 
+class _Busy(Exception):
+    """No answer worker became free in time (503)."""
+
+
 def create_app(rag: RAG, access: AccessStore) -> FastAPI:
     """The FastAPI app over an open RAG; `access` holds the keys and receives the audit rows."""
     cfg = rag.config.server
@@ -146,7 +150,7 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
         yield
         answer_pool.shutdown(wait=False, cancel_futures=True)
         ingest_pool.shutdown(wait=True, cancel_futures=True)
-        access.close()
+        access.flush()
 
     app = FastAPI(title="rag", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Grounded question answering over private documents, with citations.")
@@ -212,8 +216,9 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
 
     async def answer_items(question: str, history: list[tuple[str, str]], key: ApiKey, body: _Body,
                            verify: bool | None = None) -> AsyncIterator[str | Answer]:
-        """rag.stream() run by a worker thread; raises TimeoutError at server.answer_timeout and then
-        stops the worker between two deltas (a thread cannot be killed mid-call)."""
+        """rag.stream() run by a worker thread. Raises _Busy when no worker is free within answer_timeout,
+        TimeoutError when the answer takes longer than answer_timeout once started; the worker then stops
+        between two deltas (a thread cannot be killed mid-call)."""
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -225,6 +230,9 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
                 stop.set()
 
         def work() -> None:
+            if stop.is_set():  # the request gave up while this waited for a worker
+                return
+            put("start", None)
             gen: Iterator[str | Answer] = rag.stream(question, history=history, filters=body.filters,
                                                      tenants=key.scope, k=body.k, mode=body.mode, verify=verify)
             try:
@@ -238,9 +246,13 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
             finally:
                 gen.close()
 
-        deadline = loop.time() + cfg.answer_timeout
-        loop.run_in_executor(answer_pool, work)
+        job = loop.run_in_executor(answer_pool, work)
         try:
+            try:
+                await asyncio.wait_for(items.get(), cfg.answer_timeout)
+            except TimeoutError:
+                raise _Busy from None
+            deadline = loop.time() + cfg.answer_timeout
             while True:
                 kind, item = await asyncio.wait_for(items.get(), max(0.0, deadline - loop.time()))
                 if kind == "end":
@@ -250,6 +262,7 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
                 yield item
         finally:
             stop.set()
+            job.cancel()
 
     async def first_or_504(items: AsyncIterator[str | Answer]) -> str | Answer:
         try:
@@ -257,6 +270,9 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
         except TimeoutError:
             await items.aclose()
             raise HTTPException(504, f"no answer within {cfg.answer_timeout:g}s (server.answer_timeout)") from None
+        except _Busy:
+            raise HTTPException(503, f"all {workers} answer workers stayed busy for {cfg.answer_timeout:g}s; "
+                                     "retry later", headers={"Retry-After": "5"}) from None
 
     async def final_answer(items: AsyncIterator[str | Answer]) -> Answer:
         item = await first_or_504(items)
@@ -358,7 +374,10 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
     # --- documents (admin) ----------------------------------------------------------------------
     def run_job(job: Job, paths: list[Path], tags: tuple[str, ...]) -> None:
         job.status = "running"
+        taken = [p.name for p in paths if access.document_tenant(p.name) not in ((False, None), (True, job.tenant))]
         try:
+            if taken:  # another upload took the name since this one was accepted
+                raise IngestError(f"a document named {', '.join(taken)} now exists outside this tenant")
             rep = ingest_paths(paths, rag.config.index_dir, rag.config.ingest, tenant=job.tenant, tags=tags,
                                embedder=rag.embedder)
             job.report = {k: v for k, v in rep.summary().items() if k not in ("index", "unchanged_files")}
@@ -457,3 +476,4 @@ def serve(config: Any, host: str | None = None, port: int | None = None) -> None
                     log_level="info", timeout_graceful_shutdown=5)
     finally:
         rag.close()
+        access.close()

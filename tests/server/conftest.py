@@ -85,7 +85,8 @@ def start_server(tmp: Path, index: Path, name: str, rate: int = 200, timeout: fl
     log = tmp / f"{name}.log"
     cmd = [sys.executable, "-m", "rag.cli", "--config", str(cfg), "serve", "--index", str(index),
            "--host", "127.0.0.1", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=server_env())  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=server_env(),  # noqa: SIM115
+                            cwd=tmp)
     return proc, f"http://127.0.0.1:{port}", log
 
 
@@ -120,7 +121,7 @@ def write_docs(folder: Path, docs: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[Server]:  # noqa: ANN001
     """Keys first (the store exists before the server opens it), then the server starts while the corpus is
     ingested in this process (the server picks up the new index generation on its next search)."""
     from rag.access import AccessStore
@@ -141,12 +142,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     store.close()
     proc, url, log = start_server(tmp, index, "main")
     try:
-        from ingest.embedding import open_embedder
         from rag import api
         from rag.config import load_config
 
         config = load_config(tmp / "main.toml")
-        embedder = open_embedder(config.ingest.embedding)
         api.ingest([write_docs(tmp / "docs-a", TENANT_A)], index, config, tenant="A", embedder=embedder)
         api.ingest([write_docs(tmp / "docs-b", TENANT_B)], index, config, tenant="B", embedder=embedder)
         api.ingest([write_docs(tmp / "docs-none", UNTENANTED)], index, config, embedder=embedder)

@@ -39,6 +39,7 @@ def test_chat_page_streams_an_answer_and_shows_a_cited_passage(server, output_di
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP, 404s
             page.goto(server.url + "/")
             page.get_by_label("Your API key").fill(server.keys["browser"])
             page.get_by_role("button", name="Use key").click()
