@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +17,8 @@ from rag.retrieve import content_words
 
 MAX_SENTENCES = 2
 MIN_SCORE = 0.25
+CACHE_SIZE = 20_000  # sentence vectors kept: the same passages come back for related questions
+_MARKUP = re.compile(r"^\s*(#{1,6}\s+|[-*+]\s+|>\s+)|\*\*|__")
 
 
 class ExtractiveLLM:
@@ -24,6 +29,28 @@ class ExtractiveLLM:
 
     def __init__(self, embedder: Any = None) -> None:
         self._embedder = embedder
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _vectors(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of texts, computed once per distinct text (LRU-bounded)."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        fresh = self._embedder.embed(missing) if missing else []
+        with self._lock:
+            for text, vec in zip(missing, fresh, strict=True):
+                self._cache[text] = vec
+            out = []
+            for t in texts:
+                vec = self._cache.get(t)
+                if vec is None:  # evicted by a concurrent caller between the two steps
+                    vec = self._embedder.embed([t])[0]
+                self._cache[t] = vec
+                self._cache.move_to_end(t)
+                out.append(vec)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return np.vstack(out)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -44,8 +71,8 @@ class ExtractiveLLM:
         q_words = set(content_words(prompt.question))
         lexical = np.array([_overlap(q_words, s) for _, _, s in candidates])
         if self._embedder is not None:
-            vecs = self._embedder.embed([prompt.question] + [s for _, _, s in candidates])
-            semantic = vecs[1:] @ vecs[0]
+            question = self._embedder.embed([prompt.question])[0]
+            semantic = self._vectors([s for _, _, s in candidates]) @ question
         else:
             semantic = lexical
         rank_prior = np.array([1.0 / (1 + 0.1 * r) for _, r, _ in candidates])
@@ -65,7 +92,7 @@ def _overlap(q_words: set[str], sentence: str) -> float:
 
 
 def _clean(sentence: str) -> str:
-    s = " ".join(sentence.split())
+    s = " ".join(_MARKUP.sub("", sentence).split())
     return s if s.endswith((".", "!", "?", ":")) else s + "."
 
 
