@@ -4,23 +4,20 @@ import asyncio
 import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AliasChoices, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,108 +27,31 @@ from ingest.pipeline import ingest_paths
 from rag.access import AccessError, AccessStore, ApiKey, RateLimiter, RequestGuard, check_tenant
 from rag.api import RAG
 from rag.errors import RagError
+from rag.http_schema import (
+    _UNSAFE,
+    MODEL_ID,
+    AskBody,
+    ChatBody,
+    Job,
+    RetrieveBody,
+    _Body,
+    _Busy,
+    _error,
+    _extras,
+    _save,
+    conversation,
+    safe_name,
+)
 from rag.records import Answer
 from rag.retrieve import parse_filters
 
 log = logging.getLogger(__name__)
 
-MODEL_ID = "rag"
 STATIC = Path(__file__).parent / "static"
 UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all" = no tenant)
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
-                422: "invalid_request_error", 429: "rate_limit_error", 503: "server_busy", 504: "timeout_error"}
 _HEADERS = {"content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
                                       "base-uri 'none'; form-action 'self'",
             "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
-
-
-# --- request bodies -----------------------------------------------------------------------------
-class _Body(BaseModel):
-    filters: list[str] = Field(default_factory=list, description="KEY=VALUE: source=GLOB, type=, section=GLOB, tag=")
-    k: int | None = Field(None, ge=1, le=100)
-    mode: Literal["dense", "keyword", "hybrid"] | None = None
-
-
-class AskBody(_Body):
-    question: str
-    history: list[tuple[str, str]] = Field(default_factory=list, description="earlier (user, assistant) turns")
-    verify: bool | None = None
-
-
-class RetrieveBody(_Body):
-    query: str = Field(validation_alias=AliasChoices("query", "question"))
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-
-    @property
-    def text(self) -> str:
-        if isinstance(self.content, list):  # OpenAI content parts: only the text ones count
-            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
-        return self.content or ""
-
-
-class ChatBody(_Body):
-    model: str = MODEL_ID
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-
-
-def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
-    """The last user message is the question; earlier user/assistant messages pair up into history."""
-    turns = [(m.role, m.text) for m in messages if m.role in ("user", "assistant")]
-    if not turns or turns[-1][0] != "user":
-        raise HTTPException(400, "the last message must be a user message: it is the question")
-    history: list[tuple[str, str]] = []
-    pending: str | None = None
-    for role, text in turns[:-1]:
-        if role == "user":
-            if pending is not None:
-                history.append((pending, ""))
-            pending = text
-        else:
-            history.append((pending or "", text))
-            pending = None
-    if pending is not None:
-        history.append((pending, ""))
-    return turns[-1][1], history
-
-
-def safe_name(name: str) -> str:
-    """A file name with no folders and only [A-Za-z0-9._-] (other runs become '_')."""
-    base = re.split(r"[\\/]", name or "")[-1]
-    clean = _UNSAFE.sub("_", base).lstrip("._-")[:120]
-    if not clean or "." not in clean:
-        raise HTTPException(400, f"bad file name {name!r}: it needs a name and an extension")
-    return clean
-
-
-@dataclass
-class Job:
-    id: str
-    tenant: str | None
-    files: list[str]
-    status: str = "queued"  # queued | running | done | failed
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    report: dict[str, Any] | None = None
-    error: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _Busy(Exception):
-    """No answer worker became free in time (503)."""
 
 
 def create_app(rag: RAG, access: AccessStore) -> FastAPI:
@@ -444,22 +364,6 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
     app.add_middleware(RequestGuard, max_bytes=cfg.max_request_bytes, access=access, headers=_HEADERS,
                        error=_error)
     return app
-
-
-def _extras(a: Answer) -> dict[str, Any]:
-    """Fields OpenAI clients ignore: the cited passages and whether the system refused."""
-    return {"citations": [c.to_dict() for c in a.citations], "refused": a.refused,
-            "refusal_reason": a.refusal_reason, "answer": a.text}
-
-
-def _save(upload: UploadFile, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    with open(tmp, "wb") as out:
-        while block := upload.file.read(1 << 20):
-            out.write(block)
-    os.replace(tmp, target)
-    return target
 
 
 def serve(config: Any, host: str | None = None, port: int | None = None) -> None:

@@ -1,0 +1,124 @@
+"""Shapes of the HTTP API: request bodies, errors, the OpenAI extras, upload helpers."""
+
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import HTTPException, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import AliasChoices, BaseModel, Field
+
+from rag.records import Answer
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
+                422: "invalid_request_error", 429: "rate_limit_error", 503: "server_busy", 504: "timeout_error"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MODEL_ID = "rag"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
+
+
+# --- request bodies -----------------------------------------------------------------------------
+class _Body(BaseModel):
+    filters: list[str] = Field(default_factory=list, description="KEY=VALUE: source=GLOB, type=, section=GLOB, tag=")
+    k: int | None = Field(None, ge=1, le=100)
+    mode: Literal["dense", "keyword", "hybrid"] | None = None
+
+
+class AskBody(_Body):
+    question: str
+    history: list[tuple[str, str]] = Field(default_factory=list, description="earlier (user, assistant) turns")
+    verify: bool | None = None
+
+
+class RetrieveBody(_Body):
+    query: str = Field(validation_alias=AliasChoices("query", "question"))
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):  # OpenAI content parts: only the text ones count
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatBody(_Body):
+    model: str = MODEL_ID
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
+    """The last user message is the question; earlier user/assistant messages pair up into history."""
+    turns = [(m.role, m.text) for m in messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1][0] != "user":
+        raise HTTPException(400, "the last message must be a user message: it is the question")
+    history: list[tuple[str, str]] = []
+    pending: str | None = None
+    for role, text in turns[:-1]:
+        if role == "user":
+            if pending is not None:
+                history.append((pending, ""))
+            pending = text
+        else:
+            history.append((pending or "", text))
+            pending = None
+    if pending is not None:
+        history.append((pending, ""))
+    return turns[-1][1], history
+
+
+def safe_name(name: str) -> str:
+    """A file name with no folders and only [A-Za-z0-9._-] (other runs become '_')."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    clean = _UNSAFE.sub("_", base).lstrip("._-")[:120]
+    if not clean or "." not in clean:
+        raise HTTPException(400, f"bad file name {name!r}: it needs a name and an extension")
+    return clean
+
+
+@dataclass
+class Job:
+    id: str
+    tenant: str | None
+    files: list[str]
+    status: str = "queued"  # queued | running | done | failed
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    report: dict[str, Any] | None = None
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Busy(Exception):
+    """No answer worker became free in time (503)."""
+
+
+def _extras(a: Answer) -> dict[str, Any]:
+    """Fields OpenAI clients ignore: the cited passages and whether the system refused."""
+    return {"citations": [c.to_dict() for c in a.citations], "refused": a.refused,
+            "refusal_reason": a.refusal_reason, "answer": a.text}
+
+
+def _save(upload: UploadFile, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    with open(tmp, "wb") as out:
+        while block := upload.file.read(1 << 20):
+            out.write(block)
+    os.replace(tmp, target)
+    return target
