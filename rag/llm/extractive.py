@@ -64,7 +64,8 @@ class ExtractiveLLM:
         candidates: list[tuple[int, int, str]] = []  # (block number, rank of block, sentence)
         for rank, block in enumerate(prompt.blocks):
             for sentence in split_sentences(block.text):
-                if len(content_words(sentence)) >= 2:
+                # Headings and labels ("Zebrafish care") are not answers: ask for a clause's worth of words.
+                if len(content_words(sentence)) >= 2 and len(sentence.split()) >= 4:
                     candidates.append((block.number, rank, sentence))
         if not candidates:
             return REFUSAL
