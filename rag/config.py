@@ -55,7 +55,7 @@ class AnswerConfig:
 
 @dataclass(frozen=True)
 class LocalLLMConfig:
-    model: str = "qwen2.5-0.5b"
+    model: str = "qwen2.5-1.5b"
     n_ctx: int = 4096
     threads: int = 1
     temperature: float = 0.0

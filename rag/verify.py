@@ -34,11 +34,13 @@ log = logging.getLogger(__name__)
 
 # Chosen on the dev detector set (eval/detector.py `tune`); see the module docstring.
 MIN_SIMILARITY = 0.275
-MIN_LEXICAL = 0.4
-NEGATION_MIN_SIMILARITY = 0.5
+MIN_LEXICAL = 0.2
+NEGATION_MIN_SIMILARITY = 0.6
+NEGATION_SCOPE = 5  # tokens after a negation word (in its clause) that it negates; chosen on dev
 SHORT_CLAIM_WORDS = 6  # claims with fewer content words are compared with their question prepended
 
 _MARK = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_AFTER_MARK = re.compile(r"(?<=\d\])\s+(?![\[\s])")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?!\w)%?")
 _WORD = re.compile(r"\w+(?:[.'’-]\w+)*(?:\(\))?")
 _QUOTED = re.compile(r"\"([^\"]{2,60})\"|“([^”]{2,60})”|`([^`]{1,60})`|(?<!\w)'([^']{2,60})'(?!\w)")
@@ -53,6 +55,9 @@ _CONTEXT_NUMBER_WORDS = {**_CARDINALS, "one": "1", "first": "1", "second": "2", 
 # Words ending in "n't" count as negations too.
 _NEGATIONS = frozenset({"not", "no", "never", "cannot", "cant", "none", "neither", "nor", "nothing", "nobody",
                         "nowhere", "without", "unable"})
+# Words that start a new clause, ending the scope of a negation before them.
+_CLAUSE_WORDS = frozenset({"then", "but", "if", "when", "while", "because", "although", "though", "unless",
+                           "whereas", "so", "which", "who", "where", "until", "since"})
 _NOT_NAMES = frozenset({"i", "a", "an", "the", "ok", "yes", "no"})
 _OPPOSITE_PAIRS = (
     ("before", "after"), ("more", "less"), ("more", "fewer"), ("larger", "smaller"), ("greater", "less"),
@@ -105,11 +110,13 @@ def numbers_in(text: str, context: bool = False) -> set[str]:
 def split_claims(answer_text: str, n_contexts: int) -> list[tuple[str, tuple[int, ...]]]:
     """Claims (sentences without markers) of an answer, each with the context numbers (1..n) it cites.
 
-    A sentence that is only markers cites for the claim before it (or, at the start, for the one after it).
+    A citation marker closes a claim ("A [1] - B [2]" is two claims), and a sentence that is only markers cites
+    for the claim before it (or, at the start, for the one after it).
     """
     claims: list[tuple[str, tuple[int, ...]]] = []
     pending: tuple[int, ...] = ()
-    for raw in split_sentences(answer_text):
+    pieces = [p for s in split_sentences(answer_text) for p in _AFTER_MARK.split(s) if p.strip()]
+    for raw in pieces:
         text, cited = strip_markers(raw)
         cited = tuple(n for n in cited if 1 <= n <= n_contexts)
         if not content_words(text):
@@ -177,10 +184,43 @@ def missing_terms(terms: Terms, context: str) -> list[str]:
     return missing
 
 
-def negations(text: str) -> int:
-    """How many negation words a text has ("not", "never", "no", "cannot", "...n't", ...)."""
-    words = re.findall(r"[a-z]+(?:[’']t)?", text.lower().replace("’", "'"))
-    return sum(w in _NEGATIONS or w.endswith("n't") for w in words)
+def _negation_scopes(text: str) -> tuple[dict[str, str], set[str], set[str]]:
+    """Content words of a text by stem, and the stems negated somewhere and everywhere.
+
+    A word is negated when it follows a negation word within NEGATION_SCOPE tokens of the same clause
+    ("cannot be raised", "not supported", "no restriction"): comparing negation word for word, rather than
+    counting negations, keeps a negated side clause ("... if it cannot be converted") from flipping a sentence.
+    """
+    tokens = re.findall(r"\d+(?:[.,]\d+)*|\w+(?:[.'’-]\w+)*|[;,:()!?]|\.(?!\w)", text.lower().replace("’", "'"))
+    every: dict[str, str] = {}
+    negated_any: set[str] = set()
+    plain: set[str] = set()
+    scope_end = -1
+    for i, tok in enumerate(tokens):
+        if (not tok[0].isalnum() and tok[0] != "_") or tok in _CLAUSE_WORDS:
+            scope_end = -1  # a clause ends
+            continue
+        if tok in _NEGATIONS or tok.endswith("n't"):
+            scope_end = i + NEGATION_SCOPE
+            continue
+        if tok in STOPWORDS or len(tok) < 2:
+            continue
+        stem = tok[:5] if len(tok) >= 5 else tok
+        every.setdefault(stem, tok)
+        (negated_any if i <= scope_end else plain).add(stem)
+    return every, negated_any, set(every) - plain
+
+
+def polarity_conflict(claim: str, passage: str) -> str:
+    """A shared word the claim negates and the passage never does, or the reverse ('' when there is none)."""
+    c_all, c_any, c_every = _negation_scopes(claim)
+    p_all, p_any, p_every = _negation_scopes(passage)
+    for w in sorted(set(c_all) & set(p_all)):
+        if w in c_every and w not in p_any:
+            return f"the claim negates {c_all[w]!r}, the passage does not"
+        if w in p_every and w not in c_any:
+            return f"the passage negates {p_all[w]!r}, the claim does not"
+    return ""
 
 
 def _units(text: str) -> list[str]:
@@ -299,10 +339,9 @@ class ClaimChecker:
         negation = ""
         if self.check_negation and best:
             lexical_best = max(units, key=lambda u: lexical_support(claim, u))
-            n = negations(claim)
-            if n != negations(best) and n != negations(lexical_best):
-                negation = ("the claim has a negation the passage lacks" if n > negations(best)
-                            else "the passage has a negation the claim lacks")
+            flipped = polarity_conflict(claim, best)
+            if flipped and polarity_conflict(claim, lexical_best):
+                negation = flipped
             elif opposite_in(claim, best) and opposite_in(claim, lexical_best):
                 negation = opposite_in(claim, best)
         return Signals(similarity=sim, lexical=lexical_support(claim, context), missing=missing, negation=negation)

