@@ -31,7 +31,7 @@ from rag.config import RetrievalConfig, load_config  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 
-def build_synthetic(directory: Path, n_chunks: int, dim: int, model_id: str) -> None:
+def build_synthetic(directory: Path, n_chunks: int, dim: int, model_id: str, index_type: str = "flat") -> None:
     rng = random.Random(0)
     vocab = [f"term{i}" for i in range(20000)]
     weights = [1.0 / (i + 1) for i in range(len(vocab))]  # Zipf-like word frequencies
@@ -51,11 +51,11 @@ def build_synthetic(directory: Path, n_chunks: int, dim: int, model_id: str) -> 
                         doc_hash=doc.doc_hash, ordinal=i) for i, (t, h) in enumerate(zip(texts, hashes, strict=True))]
         store.put_vectors(hashes, vecs[d * per_doc:(d + 1) * per_doc])
         all_ids += store.add_document(doc, doc.source, "/", chunks, None, ())
-    cfg = IngestConfig()
+    cfg = IngestConfig(index_type=index_type)
     index = empty_vectors(dim, cfg)
-    index.add(np.asarray(all_ids, dtype=np.int64), vecs[: len(all_ids)])
+    index.rebuild(np.asarray(all_ids, dtype=np.int64), vecs[: len(all_ids)])
     coll.commit_generation(index, Manifest(embedding_model=model_id, dim=dim, chunk_size=cfg.chunk_size,
-                                           chunk_overlap=cfg.chunk_overlap, index_type="flat",
+                                           chunk_overlap=cfg.chunk_overlap, index_type=index_type,
                                            documents=n_chunks // per_doc, chunks=len(all_ids)))
     coll.close()
 
@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--ttft", action="store_true")
+    ap.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivf"])
     args = ap.parse_args()
     cfg = load_config(ROOT / "config.toml")
     embedder = open_embedder(cfg.ingest.embedding)
@@ -77,8 +78,8 @@ def main() -> None:
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            build_synthetic(Path(tmp), n, embedder.dim, embedder.model_id)
-            print(f"\n{n} chunks: built in {time.perf_counter() - t:.1f}s")
+            build_synthetic(Path(tmp), n, embedder.dim, embedder.model_id, args.index_type)
+            print(f"\n{n} chunks ({args.index_type} index): built in {time.perf_counter() - t:.1f}s")
             coll = Collection(Path(tmp))
             for mode in ("dense", "keyword", "hybrid"):
                 retriever = Retriever(coll, embedder, RetrievalConfig(mode=mode))
