@@ -1,0 +1,187 @@
+"""The runner: resumable results.jsonl, run identity, compare, fine-tuning export; the CLI survives a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from eval_fixtures import make_question, make_result, verdict, write_questions
+
+from eval.errors import RunError
+from eval.questions import load_questions
+from eval.report import write_reports
+from eval.runner import (
+    RESULTS,
+    RunSettings,
+    compare,
+    export_finetune,
+    load_results,
+    open_run,
+    repair_tail,
+    run_questions,
+    summarize,
+)
+from ingest.records import Chunk
+from rag.records import Answer, Hit, Usage
+from rag.verify import ClaimChecker
+
+SETTINGS = RunSettings(questions="q.jsonl", questions_sha256="1" * 64, index="/idx", llm="fake", model="fake-1")
+
+
+class FakePipeline:
+    """Answers every question with its first document sentence; fails on the questions told to."""
+
+    def __init__(self, fail: set[str] = frozenset()) -> None:
+        self.fail = set(fail)
+        self.asked: list[str] = []
+        chunk = Chunk(chunk_id="c1", source="volcanoes.txt", text="Etna is about 3,357 metres high.", start=0,
+                      end=32, text_hash="h", doc_hash="d")
+        self.hits = [Hit(chunk, 1.0)]
+
+    def retrieve(self, question: str, k: int = 10) -> list[Hit]:
+        return self.hits
+
+    def ask(self, question: str, llm: object = None) -> Answer:
+        self.asked.append(question)
+        if question in self.fail:
+            raise RuntimeError("backend down")
+        return Answer(text="Etna is about 3,357 metres high [1].", refused=False, contexts=tuple(self.hits),
+                      model="fake-1", usage=Usage(3, 4), timings={"total": 0.01})
+
+
+def test_partial_last_line_is_dropped_and_redone(tmp_path: Path) -> None:
+    qs = load_questions(write_questions(tmp_path / "q.jsonl", 4))
+    out = tmp_path / "run"
+    run_questions(FakePipeline(), qs[:2], out, SETTINGS, checker=ClaimChecker())
+    path = out / RESULTS
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"id": "q-003", "question": "trunc')  # a write cut short by a kill
+    assert set(load_results(path)) == {"q-001", "q-002"}
+    pipeline = FakePipeline()
+    results = run_questions(pipeline, qs, out, SETTINGS, checker=ClaimChecker())
+    assert [r.id for r in results] == ["q-001", "q-002", "q-003", "q-004"]
+    assert len(pipeline.asked) == 2  # only the two not done
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["q-001", "q-002", "q-003", "q-004"]
+    assert results[0].verdicts and all(v.supported for v in results[0].verdicts)
+
+
+def test_failed_questions_are_recorded_and_retried(tmp_path: Path) -> None:
+    qs = load_questions(write_questions(tmp_path / "q.jsonl", 3))
+    out = tmp_path / "run"
+    first = run_questions(FakePipeline(fail={qs[1].question}), qs, out, SETTINGS)
+    assert first[1].error == "RuntimeError: backend down" and not first[0].error
+    assert summarize(first, SETTINGS, {})["counts"]["errors"] == 1
+    pipeline = FakePipeline()
+    second = run_questions(pipeline, qs, out, SETTINGS)
+    assert pipeline.asked == [qs[1].question] and not second[1].error
+    assert set(load_results(out / RESULTS)) == {q.id for q in qs}
+
+
+def test_a_run_directory_keeps_its_identity(tmp_path: Path) -> None:
+    open_run(tmp_path, SETTINGS)
+    open_run(tmp_path, RunSettings(**{**SETTINGS.to_dict(), "settings": {"limit": 3}}))  # limits may change
+    other = RunSettings(**{**SETTINGS.to_dict(), "model": "other-model"})
+    with pytest.raises(RunError, match="other model"):
+        open_run(tmp_path, other)
+
+
+def test_repair_tail_keeps_complete_files(tmp_path: Path) -> None:
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"a": 1}\n')
+    repair_tail(p)
+    assert p.read_text() == '{"a": 1}\n'
+    p.write_text('{"a": 1}\n{"b"')
+    repair_tail(p)
+    assert p.read_text() == '{"a": 1}\n'
+
+
+def _write_run(directory: Path, results: list) -> Path:
+    directory.mkdir(parents=True)
+    with open(directory / RESULTS, "w", encoding="utf-8") as fh:
+        for r in results:
+            fh.write(json.dumps(r.to_dict()) + "\n")
+    write_reports(directory, summarize(results, SETTINGS, {}), results)
+    return directory
+
+
+def test_compare_gives_deltas_and_changed_questions(tmp_path: Path) -> None:
+    q1, q2 = make_question("a"), make_question("b")
+    run_a = _write_run(tmp_path / "a", [make_result(q1, verdicts=(verdict(True),)),
+                                        make_result(q2, refused=True)])
+    run_b = _write_run(tmp_path / "b", [make_result(q1, verdicts=(verdict(True),)),
+                                        make_result(q2, verdicts=(verdict(True),))])
+    diff = compare(run_a, run_b)
+    assert diff["metrics"]["answer.keyword_accuracy"] == {"a": 0.5, "b": 1.0, "delta": 0.5}
+    assert diff["metrics"]["refusal.false_refusal_rate"]["delta"] == -0.5
+    assert [c["id"] for c in diff["changed"]] == ["b"]
+    assert diff["changed"][0]["changes"]["answered"] == [False, True]
+    with pytest.raises(RunError, match="no metrics.json"):
+        compare(run_a, tmp_path / "missing")
+
+
+def test_export_finetune_keeps_correct_faithful_answers(tmp_path: Path) -> None:
+    results = [
+        make_result(make_question("good"), verdicts=(verdict(True),)),
+        make_result(make_question("wrong", keywords=("1999",)), verdicts=(verdict(True),)),
+        make_result(make_question("unfaithful"), verdicts=(verdict(True), verdict(False))),
+        make_result(make_question("refused"), refused=True),
+        make_result(make_question("unanswerable", answerable=False), verdicts=(verdict(True),)),
+    ]
+    run = _write_run(tmp_path / "run", results)
+    n = export_finetune(run, tmp_path / "ft" / "pairs.jsonl")
+    lines = (tmp_path / "ft" / "pairs.jsonl").read_text().splitlines()
+    assert n == len(lines) == 1
+    messages = json.loads(lines[0])["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert "Question good?" in messages[1]["content"] and "GANs appeared in 2014." in messages[1]["content"]
+    assert messages[2]["content"] == "GANs appeared in 2014 [1]."
+
+
+@pytest.mark.slow
+def test_cli_resumes_after_sigkill_without_duplicates(tmp_path: Path, tiny_index: Path, rag_cli) -> None:
+    qfile = write_questions(tmp_path / "questions.jsonl", 60)
+    out = tmp_path / "run"
+    args = ["eval", qfile, "--index", tiny_index, "--out", out, "--llm", "extractive", "--json"]
+    proc = rag_cli.popen(args)
+    results = out / RESULTS
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and results.read_text().count("\n") >= 5:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    written = [line for line in results.read_text().split("\n") if line.strip()]
+    assert 5 <= len(written) < 60
+    done = rag_cli.run(args, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ids = [json.loads(line)["id"] for line in results.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 60
+    assert set(ids) == {f"q-{i:03d}" for i in range(1, 61)}
+    metrics = json.loads(done.stdout)
+    assert metrics["n"] == 60 and metrics["counts"]["errors"] == 0
+    assert metrics["retrieval"]["hit@10"] == 1.0
+    assert (out / "report.html").exists() and (out / "metrics.json").exists()
+
+
+
+@pytest.mark.slow
+def test_rewrite_reports_rechecks_claims(tmp_path: Path, embedder) -> None:
+    from eval.api import rewrite_reports
+
+    stale = make_result(make_question("a"), verdicts=(verdict(False, "GANs appeared in 2014."),))
+    run = _write_run(tmp_path / "run", [stale])
+    (run / "run.json").write_text(json.dumps(SETTINGS.to_dict()))
+    assert json.loads((run / "metrics.json").read_text())["faithfulness"] == 0.0
+    summary = rewrite_reports(run, recheck=True, embedder=embedder)
+    assert summary.metrics["faithfulness"] == 1.0
+    [line] = (run / RESULTS).read_text().splitlines()
+    assert json.loads(line)["verdicts"][0]["supported"] is True

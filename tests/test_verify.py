@@ -1,0 +1,164 @@
+"""The claim checker: catches swapped numbers, entities, negations and opposites; accepts faithful claims."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ingest.records import Chunk
+from rag.prompt import Block
+from rag.records import Hit, Usage
+from rag.verify import (
+    ClaimChecker,
+    extract_terms,
+    missing_terms,
+    parse_judge_reply,
+    polarity_conflict,
+    split_claims,
+)
+
+PASSAGE = ("SQLite stores the largest ROWID of an AUTOINCREMENT table in the internal table sqlite_sequence. "
+           "The default page size is 4096 bytes. The PRAGMA foreign_keys setting is off by default. "
+           "Brian Ripley wrote the R Data Import/Export manual in 2000. "
+           "A VACUUM cannot be run inside a transaction. Triggers fire before the row is deleted.")
+QUESTION = "How does SQLite handle these things?"
+
+FAITHFUL = [
+    "The default page size is 4096 bytes.",
+    "SQLite keeps the largest AUTOINCREMENT ROWID in the sqlite_sequence table.",
+    "Foreign key enforcement (PRAGMA foreign_keys) is off by default.",
+    "The R Data Import/Export manual was written by Brian Ripley in 2000.",
+    "VACUUM cannot be run inside a transaction.",
+]
+UNFAITHFUL = {
+    "number": "The default page size is 8192 bytes.",
+    "year": "Brian Ripley wrote the R Data Import/Export manual in 2003.",
+    "entity": "SQLite stores the largest ROWID of an AUTOINCREMENT table in the internal table sqlite_master.",
+    "name": "Douglas Bates wrote the R Data Import/Export manual in 2000.",
+    "negation added": "The PRAGMA foreign_keys setting is not off by default.",
+    "negation removed": "A VACUUM can be run inside a transaction.",
+    "opposite": "Triggers fire after the row is deleted.",
+    "off topic": "Rivers flow into the sea near Rotterdam.",
+}
+
+
+def blocks(*texts: str) -> list[Block]:
+    out = []
+    for i, t in enumerate(texts, start=1):
+        chunk = Chunk(chunk_id=f"c{i}", source=f"d{i}.txt", text=t, start=0, end=len(t), text_hash="h",
+                      doc_hash="d")
+        out.append(Block(i, Hit(chunk, 1.0), t))
+    return out
+
+
+def test_terms_are_extracted_from_claims() -> None:
+    t = extract_terms('The read.csv() function, says Ripley, reads "comma separated" files in 2,000 ms via SQLITE_X.')
+    assert t.numbers == ("2000",)
+    assert set(t.identifiers) == {"read.csv()", "SQLITE_X"}
+    assert t.names == ("Ripley",)
+    assert t.quoted == ("comma separated",)
+    assert extract_terms("It was written in 2000.").names == ()  # the first word is not taken for a name
+    assert missing_terms(extract_terms("It holds three items and 1,000 rows."), "3 items, 1000 rows") == []
+    assert missing_terms(extract_terms("Set size=1024x1024."), "size 1024") == ["1024x1024"]
+
+
+def test_polarity_is_compared_word_by_word() -> None:
+    assert polarity_conflict("The generator is not trained.", "The generator is trained with the discriminator.")
+    assert polarity_conflict("A VACUUM can be run inside a transaction.", "A VACUUM cannot be run inside a "
+                             "transaction.")
+    # A negated side clause of the passage does not flip the claim.
+    assert not polarity_conflict("An SQLITE_CONSTRAINT_DATATYPE error is raised.",
+                                 "An SQLITE_CONSTRAINT_DATATYPE error is raised if the value cannot be converted.")
+    assert not polarity_conflict("sum() returns NULL but total() returns 0.0.",
+                                 "sum() returns NULL if there are no non-NULL input rows; total() returns 0.0.")
+
+
+def test_split_claims_keeps_citations() -> None:
+    assert split_claims("Etna is high [1]. It is in Sicily [2][3]. [1]", 3) == [
+        ("Etna is high.", (1,)), ("It is in Sicily.", (2, 3, 1))]
+    assert split_claims("Bad marker [9].", 2) == [("Bad marker.", ())]
+    assert split_claims("Elements: [1] - Subject: a garden [1] - Style: photorealistic [2]", 2) == [
+        ("Elements:", (1,)), ("- Subject: a garden", (1,)), ("- Style: photorealistic", (2,))]
+
+
+def test_lexical_fallback_without_embedder() -> None:
+    checker = ClaimChecker()
+    assert all(v.supported for v in checker.check_answer(QUESTION, " ".join(FAITHFUL[:2]), [PASSAGE]))
+    [v] = checker.check_answer(QUESTION, UNFAITHFUL["number"], [PASSAGE])
+    assert not v.supported and "8192" in v.reason
+
+
+@pytest.fixture(scope="module")
+def checker(embedder) -> ClaimChecker:
+    return ClaimChecker(embedder=embedder)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim", FAITHFUL)
+def test_accepts_faithful_claims(checker: ClaimChecker, claim: str) -> None:
+    [v] = checker.check_answer(QUESTION, claim + " [1]", [PASSAGE])
+    assert v.supported, v.reason
+    assert v.cited == (1,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(UNFAITHFUL))
+def test_catches_unfaithful_claims(checker: ClaimChecker, kind: str) -> None:
+    [v] = checker.check_answer(QUESTION, UNFAITHFUL[kind], [PASSAGE])
+    assert not v.supported, f"{kind} not caught: {v}"
+    assert v.reason
+
+
+@pytest.mark.slow
+def test_check_sentences_uses_the_cited_blocks_in_order(checker: ClaimChecker) -> None:
+    bs = blocks("Etna is about 3,357 metres high.", "The Danube flows through ten countries.")
+    verdicts = checker.check_sentences("Facts?", [
+        ("The Danube flows through ten countries.", (2,)),
+        ("The Danube flows through ten countries.", (1,)),  # cites the wrong block
+        ("Etna is about 3,357 metres high.", ()),  # no citation: checked against every block
+    ], bs)
+    assert [v.supported for v in verdicts] == [True, False, True]
+    assert [v.cited for v in verdicts] == [(2,), (1,), ()]
+
+
+class FakeJudge:
+    """An LLM that returns a fixed reply and records its prompts."""
+
+    name = "fake"
+    model = "fake-judge"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.prompts: list = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt) -> Iterator[str | Usage]:
+        self.prompts.append(prompt)
+        yield self.reply
+        yield Usage(1, 1)
+
+
+def test_judge_verdicts_combine_with_local_signals() -> None:
+    judge = FakeJudge('Sure! {"verdicts": [{"claim": 1, "supported": false, "reason": "not stated"}, '
+                      '{"claim": 2, "supported": true}, {"claim": 3, "supported": true}]}')
+    answer = f"{FAITHFUL[0]} {FAITHFUL[1]} {UNFAITHFUL['number']}"
+    verdicts = ClaimChecker(judge=judge).check_answer(QUESTION, answer, [PASSAGE])
+    assert [v.supported for v in verdicts] == [False, True, False]  # judge vetoes 1; local signals veto 3
+    assert "judge: not stated" in verdicts[0].reason and "8192" in verdicts[2].reason
+    assert judge.prompts[0].json_mode and len(judge.prompts) == 1
+
+
+def test_unusable_judge_reply_leaves_local_verdicts() -> None:
+    verdicts = ClaimChecker(judge=FakeJudge("I think it is fine.")).check_answer(QUESTION, FAITHFUL[0], [PASSAGE])
+    assert verdicts[0].supported and "judge reply unusable" in verdicts[0].reason
+
+
+def test_parse_judge_reply_variants() -> None:
+    assert parse_judge_reply('```json\n[{"supported": "yes"}, {"supported": false, "reason": "x"}]\n```', 2) == {
+        1: (True, ""), 2: (False, "x")}
+    assert parse_judge_reply('{"supported": true}', 1) == {1: (True, "")}
+    assert parse_judge_reply('{"verdicts": [{"claim": 7, "supported": true}]}', 1) == {1: (True, "")}
+    assert parse_judge_reply("no json", 1) == {}
