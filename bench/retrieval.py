@@ -89,17 +89,18 @@ def main() -> None:
         print(f"{key:>12}: best_dense min {d[0]:.2f} p10 {d[len(d) // 10]:.2f} median {d[len(d) // 2]:.2f} | "
               f"overlap min {o[0]:.2f} p10 {o[len(o) // 10]:.2f} median {o[len(o) // 2]:.2f} | "
               f"agreement {sum(v[2] for v in vals)}/{len(vals)}")
-    for t_d in (0.2, 0.25, 0.3, 0.35, 0.4):
-        for t_o in (0.0, 0.34, 0.5, 0.67):
-            tr = _refused_share(signals["unanswerable"], t_d, t_o)
-            fr = _refused_share(signals["answerable"], t_d, t_o)
-            print(f"min_dense {t_d:.2f} min_overlap {t_o:.2f}: unanswerable refused {tr:.2f}, "
-                  f"answerable refused {fr:.2f}")
+    for floor in (0.1, 0.15, 0.2, 0.25, 0.3):
+        for weak in (0.3, 0.35):
+            for t_o in (0.34, 0.5, 0.67):
+                tr = _refused_share(signals["unanswerable"], floor, weak, t_o)
+                fr = _refused_share(signals["answerable"], floor, weak, t_o)
+                print(f"min_dense {floor:.2f} weak_dense {weak:.2f} min_overlap {t_o:.2f}: "
+                      f"unanswerable refused {tr:.2f}, answerable refused {fr:.2f}")
 
 
-def _refused_share(vals: list[tuple[float, float, bool]], min_dense: float, min_overlap: float) -> float:
+def _refused_share(vals: list[tuple[float, float, bool]], floor: float, weak: float, min_overlap: float) -> float:
     """The share the evidence rule of rag.answer.evidence_refusal would refuse."""
-    refused = sum(d < min_dense or (o < min_overlap and not agree) for d, o, agree in vals)
+    refused = sum(d < floor or (d < weak and o < min_overlap and not agree) for d, o, agree in vals)
     return refused / max(1, len(vals))
 
 

@@ -20,15 +20,19 @@ log = logging.getLogger(__name__)
 _FOLLOW_UP = {"it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she", "one", "ones"}
 
 
-def evidence_refusal(evidence: Evidence, n_hits: int, min_dense: float, min_overlap: float) -> str:
-    """Why retrieval evidence is too weak to answer ('' when it is strong enough)."""
+def evidence_refusal(evidence: Evidence, n_hits: int, min_dense: float, weak_dense: float, min_overlap: float) -> str:
+    """Why retrieval evidence is too weak to answer ('' when it is strong enough).
+
+    Below `min_dense` the question is off-topic. Between `min_dense` and `weak_dense` the passages must
+    also hold enough of the question's key words, or dense and keyword search must agree on the best one.
+    """
     if n_hits == 0:
         return "no passage of the documents matches the question"
     if evidence.best_dense < min_dense:
         return f"best passage similarity {evidence.best_dense:.2f} is below {min_dense:.2f}"
-    if evidence.keyword_overlap < min_overlap and not evidence.agreement:
-        return (f"only {evidence.keyword_overlap:.0%} of the question's key words occur in the passages "
-                f"(needs {min_overlap:.0%})")
+    if evidence.best_dense < weak_dense and evidence.keyword_overlap < min_overlap and not evidence.agreement:
+        return (f"weak match: similarity {evidence.best_dense:.2f} and only {evidence.keyword_overlap:.0%} of the "
+                f"question's key words occur in the passages (needs {min_overlap:.0%})")
     return ""
 
 
@@ -74,7 +78,8 @@ def stream_answer(rag: RAG, question: str, history: Sequence[tuple[str, str]] = 
         return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage or Usage(),
                       timings=dict(timings), **base)  # type: ignore[arg-type]
 
-    reason = evidence_refusal(result.evidence, len(result.hits), cfg.min_dense_score, cfg.min_keyword_overlap)
+    reason = evidence_refusal(result.evidence, len(result.hits), cfg.min_dense_score, cfg.weak_dense_score,
+                              cfg.min_keyword_overlap)
     if reason:
         yield refused(reason)
         return

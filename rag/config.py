@@ -43,8 +43,9 @@ class AnswerConfig:
     llm: str = "local"
     context_tokens: int = 1000
     max_blocks: int = 5
-    min_dense_score: float = 0.30
-    min_keyword_overlap: float = 0.34
+    min_dense_score: float = 0.15
+    weak_dense_score: float = 0.30
+    min_keyword_overlap: float = 0.5
     verify: bool = False
 
     def __post_init__(self) -> None:

@@ -75,3 +75,15 @@ def test_chat_cli_keeps_history(lecture_index, rag_cli):
     answers = [line for line in proc.stdout.splitlines() if "rag> " in line]
     assert len(answers) == 2 and all("[1]" in a for a in answers)
     assert "diffusion" in answers[1].lower()  # "they" resolved through the history
+
+
+def test_evidence_rule_bands():
+    from rag.answer import evidence_refusal
+    from rag.records import Evidence
+
+    assert "below 0.15" in evidence_refusal(Evidence(0.10, 1.0, True), 5, 0.15, 0.30, 0.5)
+    assert "weak match" in evidence_refusal(Evidence(0.20, 0.3, False), 5, 0.15, 0.30, 0.5)
+    assert evidence_refusal(Evidence(0.20, 0.6, False), 5, 0.15, 0.30, 0.5) == ""  # key words rescue it
+    assert evidence_refusal(Evidence(0.20, 0.1, True), 5, 0.15, 0.30, 0.5) == ""  # so does agreement
+    assert evidence_refusal(Evidence(0.50, 0.0, False), 5, 0.15, 0.30, 0.5) == ""
+    assert "no passage" in evidence_refusal(Evidence(0.0, 0.0, False), 0, 0.15, 0.30, 0.5)
