@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rag.prompt import REFUSAL, Block, split_sentences
 from rag.records import Citation
-from rag.retrieve import content_words
+from rag.retrieve import content_words, word_support
 
 _MARK = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _ECHOED_TAG = re.compile(r"</?\s*document\b[^>]*>", re.I)  # small models sometimes echo the delimiters
@@ -57,13 +57,8 @@ def _valid(nums: tuple[int, ...], n_blocks: int) -> tuple[int, ...]:
 
 
 def support(sentence: str, text: str) -> float:
-    """Share of a sentence's content words found in a text (prefix match tolerates inflection)."""
-    words = set(content_words(sentence))
-    if not words:
-        return 0.0
-    found = set(content_words(text))
-    stems = {w[:5] for w in found}
-    return sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems)) / len(words)
+    """Share of a sentence's content words found in a text (0 for a sentence without any)."""
+    return word_support(sentence, text, empty=0.0)
 
 
 def attach(sentences: list[CitedSentence], blocks: Sequence[Block]) -> list[CitedSentence]:

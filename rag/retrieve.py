@@ -165,12 +165,19 @@ class Retriever:
         return [pool[i] for i in chosen] + ranked[len(pool):]
 
 
-def keyword_overlap(question: str, texts: list[str]) -> float:
-    """Share of the question's content words that occur in the texts (prefix match tolerates inflection)."""
-    words = set(content_words(question))
+def word_support(sentence: str, text: str, empty: float = 0.0) -> float:
+    """Share of a sentence's content words found in a text (5-letter prefixes tolerate inflection).
+
+    `empty` is returned when the sentence has no content words.
+    """
+    words = set(content_words(sentence))
     if not words:
-        return 1.0
-    found = set(content_words(" ".join(texts)))
+        return empty
+    found = set(content_words(text))
     stems = {w[:5] for w in found}
-    hit = sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems))
-    return hit / len(words)
+    return sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems)) / len(words)
+
+
+def keyword_overlap(question: str, texts: list[str]) -> float:
+    """Share of the question's content words that occur in the texts."""
+    return word_support(question, " ".join(texts), empty=1.0)

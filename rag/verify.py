@@ -28,7 +28,7 @@ import numpy as np
 
 from rag.prompt import Block, Message, Prompt, split_sentences
 from rag.records import ClaimVerdict
-from rag.retrieve import STOPWORDS, content_words
+from rag.retrieve import STOPWORDS, content_words, word_support
 
 log = logging.getLogger(__name__)
 
@@ -241,13 +241,8 @@ def opposite_in(claim: str, passage: str) -> str:
 
 
 def lexical_support(claim: str, text: str) -> float:
-    """Share of the claim's content words found in a text (5-letter prefixes tolerate inflection)."""
-    words = set(content_words(claim))
-    if not words:
-        return 1.0
-    found = set(content_words(text))
-    stems = {w[:5] for w in found}
-    return sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems)) / len(words)
+    """Share of the claim's content words found in a text (1 for a claim without any)."""
+    return word_support(claim, text, empty=1.0)
 
 
 JUDGE_SYSTEM = """You check whether claims are supported by a context. A claim is supported only if the context
