@@ -45,11 +45,14 @@ def wait_ready(base_url: str, proc: subprocess.Popen | None = None, timeout: flo
 
 @contextmanager
 def llama_server(model_path: str | Path, *, n_ctx: int = 4096, threads: int = 1, port: int | None = None,
-                 log_file: str | Path | None = None, timeout: float = 180.0) -> Iterator[str]:
+                 log_file: str | Path | None = None, timeout: float = 180.0,
+                 alias: str | None = None) -> Iterator[str]:
     """Run `python -m llama_cpp.server` for a GGUF file on 127.0.0.1; yields its base URL (".../v1")."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(n_ctx)]
+    if alias:
+        cmd += ["--model_alias", alias]
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from eval.llm_server import llama_server as run_llama_server
 from ingest.pipeline import ingest_paths
 from rag.api import open_pipeline
 from rag.config import Config, LocalLLMConfig, OpenAIConfig
@@ -25,44 +20,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.llm]
 HELLO = Prompt((Message("system", "You are terse."), Message("user", "Say the word: banana")), max_tokens=8)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server with the smallest bundled model, on loopback."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w+")
-    model = resolve_gguf("smollm2-135m")
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--n_threads", "1", "--n_ctx", "2048", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"llama_cpp.server exited: {log.read()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("llama_cpp.server did not start within 120 s")
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with run_llama_server(resolve_gguf("smollm2-135m"), n_ctx=2048, log_file=log, timeout=120,
+                          alias="smollm2") as base_url:
+        yield base_url
 
 
 def test_openai_backend_against_real_server(llama_server):
