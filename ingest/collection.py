@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ingest.config import IngestConfig
 from ingest.errors import IndexCorruptError, IndexMismatchError
-from ingest.index import FaissIndex
+from ingest.index import FaissIndex, fsync_dir
 from ingest.store import SCHEMA_VERSION, Store
 
 log = logging.getLogger(__name__)
@@ -203,11 +203,7 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
 
 
 def empty_vectors(dim: int, config: IngestConfig) -> FaissIndex:

@@ -11,6 +11,15 @@ import numpy as np
 from ingest.config import INDEX_TYPES, ConfigError
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class VectorIndex(Protocol):
     """Holds only ids and vectors; text and provenance live in the store."""
 
@@ -113,11 +122,7 @@ class FaissIndex:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(path.parent)
 
     @classmethod
     def load(cls, path: Path, kind: str, hnsw_m: int = 32, ivf_nlist: int = 256) -> FaissIndex:
