@@ -1,0 +1,138 @@
+"""corpora/verify.py: the bundled corpora pass, and the checker's rules fail on small broken corpora built in tmp_path."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+VERIFY_PY = Path(__file__).resolve().parents[2] / "corpora" / "verify.py"
+
+DOC = ("Release 10.7 of the widget is painted teal. "
+       "The names column holds the labels. The hard limit is 42 items.\n")
+
+
+def _load_verify():
+    spec = importlib.util.spec_from_file_location("corpora_verify", VERIFY_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+verify = _load_verify()
+
+
+def _answerable(qid: str, question: str, keywords: list[str], **extra: object) -> dict:
+    return {"id": qid, "question": question, "reference_answer": "See the document.",
+            "answer_keywords": keywords, "reference_sources": [{"source": "doc.txt"}],
+            "answerable": True, "type": "factoid", **extra}
+
+
+def _unanswerable(qid: str, question: str = "Who painted the widget?") -> dict:
+    return {"id": qid, "question": question, "reference_answer": "The documents do not say.",
+            "answer_keywords": [], "reference_sources": [], "answerable": False, "type": "unanswerable"}
+
+
+def _split(split: str, first: dict | None = None, unanswerable: int = 1, total: int = 4) -> list[dict]:
+    """`total` questions for toy-<split>: `first` (or a good one), good answerable ones, then `unanswerable`."""
+    good = [("What colour is the widget?", ["teal"]), ("What is the hard limit?", ["42"]),
+            ("Which column holds the labels?", ["names"]), ("Which release is described?", ["10.7"])]
+    qs = [] if first is None else [first]
+    i = len(qs)
+    while len(qs) < total - unanswerable:
+        question, kws = good[i % len(good)]
+        qs.append(_answerable(f"toy-{split}-{len(qs) + 1:03d}", question, kws))
+        i += 1
+    while len(qs) < total:
+        qs.append(_unanswerable(f"toy-{split}-{len(qs) + 1:03d}"))
+    return qs
+
+
+def _make_corpus(root: Path, dev: list[dict], test: list[dict]) -> Path:
+    corpus = root / "toy"
+    (corpus / "docs").mkdir(parents=True)
+    (corpus / "questions").mkdir()
+    (corpus / "docs" / "doc.txt").write_text(DOC, encoding="utf-8")
+    (corpus / "README.md").write_text("# toy\n", encoding="utf-8")
+    for name, qs in (("dev", dev), ("test", test)):
+        lines = "".join(json.dumps(q) + "\n" for q in qs)
+        (corpus / "questions" / f"{name}.jsonl").write_text(lines, encoding="utf-8")
+    return corpus
+
+
+def _errors(corpus: Path) -> list[str]:
+    errors: list[str] = []
+    verify.check_corpus(corpus, errors)
+    return errors
+
+
+def test_bundled_corpora_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verify.main([]) == 0, capsys.readouterr().err
+
+
+def test_toy_corpus_passes(tmp_path: Path) -> None:
+    assert _errors(_make_corpus(tmp_path, _split("dev"), _split("test"))) == []
+
+
+@pytest.mark.parametrize(("keyword", "inside"), [("0.7", "10.7"), ("NA", "names"), ("tea", "teal")])
+def test_keyword_only_inside_a_longer_word_fails(tmp_path: Path, keyword: str, inside: str) -> None:
+    assert verify.norm(inside) in verify.norm(DOC)  # a plain substring match would have accepted it
+    bad = _answerable("toy-dev-001", "What does the document mention?", [keyword])
+    errors = _errors(_make_corpus(tmp_path, _split("dev", bad), _split("test")))
+    assert errors == [
+        f"toy/dev/toy-dev-001: keyword {keyword!r} not found (as a whole word) in any of [{{'source': 'doc.txt'}}]",
+        "toy/dev/toy-dev-001: source {'source': 'doc.txt'} contains none of the keywords " + repr([keyword]),
+    ]
+
+
+def test_keyword_at_word_boundaries_passes(tmp_path: Path) -> None:
+    ok = _answerable("toy-dev-001", "What does the document mention?", ["10.7", "Teal", "hard  limit"])
+    assert _errors(_make_corpus(tmp_path, _split("dev", ok), _split("test"))) == []
+
+
+def test_keyword_in_question_fails(tmp_path: Path) -> None:
+    bad = _answerable("toy-test-001", "Is the widget TEAL or red?", ["teal"])
+    errors = _errors(_make_corpus(tmp_path, _split("dev"), _split("test", bad)))
+    assert errors == ["toy/test/toy-test-001: keyword 'teal' occurs in the question itself"]
+
+
+def test_keyword_inside_a_longer_question_word_is_allowed(tmp_path: Path) -> None:
+    ok = _answerable("toy-test-001", "What is the widget's teal-ish colour called? (not teals)", ["tea"])
+    errors = _errors(_make_corpus(tmp_path, _split("dev"), _split("test", ok)))
+    # "tea" is not a whole word of the question; it fails only because the document lacks it as a word
+    assert not any("occurs in the question" in e for e in errors)
+
+
+@pytest.mark.parametrize(("unanswerable", "total", "share"), [(0, 4, "0%"), (2, 4, "50%"), (4, 10, "40%")])
+def test_unanswerable_share_outside_bounds_fails(tmp_path: Path, unanswerable: int, total: int, share: str) -> None:
+    dev = _split("dev", unanswerable=unanswerable, total=total)
+    errors = _errors(_make_corpus(tmp_path, dev, _split("test")))
+    assert errors == [f"toy/dev: unanswerable share {share} outside 10%-35%"]
+
+
+@pytest.mark.parametrize(("unanswerable", "total"), [(1, 10), (1, 3), (7, 20)])
+def test_unanswerable_share_inside_bounds_passes(tmp_path: Path, unanswerable: int, total: int) -> None:
+    dev = _split("dev", unanswerable=unanswerable, total=total)
+    assert _errors(_make_corpus(tmp_path, dev, _split("test"))) == []
+
+
+def test_extra_keys_are_allowed_but_known_keys_required(tmp_path: Path) -> None:
+    extra = _answerable("toy-dev-001", "What colour is the widget?", ["teal"],
+                        evidence="painted teal", question_type="colour")
+    assert _errors(_make_corpus(tmp_path / "a", _split("dev", extra), _split("test"))) == []
+
+    missing = _answerable("toy-dev-001", "What colour is the widget?", ["teal"])
+    del missing["type"]
+    errors = _errors(_make_corpus(tmp_path / "b", _split("dev", missing), _split("test")))
+    assert errors == ["toy/dev/toy-dev-001: missing keys ['type']"]
+
+
+def test_keyword_rules_for_answerable_and_unanswerable(tmp_path: Path) -> None:
+    no_keywords = _answerable("toy-dev-001", "What colour is the widget?", [])
+    with_keywords = {**_unanswerable("toy-test-004"), "answer_keywords": ["teal"]}
+    test = [*_split("test", total=3, unanswerable=0), with_keywords]
+    errors = _errors(_make_corpus(tmp_path, _split("dev", no_keywords), test))
+    assert errors == ["toy/dev/toy-dev-001: need 1-3 non-empty answer keywords, got []",
+                      "toy/test/toy-test-004: unanswerable question must have no keywords/sources"]
