@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +89,14 @@ def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str |
              progress: StageProgress | None = None) -> RunSummary:
     """Run a question set against an index into a (resumable) run directory and write its reports."""
     import rag
-    from rag.llm import open_llm
-    from rag.verify import ClaimChecker
+    from eval.config import eval_config
+    from rag.factory import build_checker, build_llm
 
     t0 = time.perf_counter()
-    config = (config or rag.load_config()).with_overrides(**{"answer.llm": llm, "index_dir": index_dir})
-    judge = judge if judge is not None else config.eval.judge
-    out = Path(out_dir or config.eval.out)
+    config = (config or rag.Config()).with_overrides(**{"answer.llm": llm, "index_dir": index_dir})
+    settings_eval = eval_config(config)
+    judge = judge if judge is not None else settings_eval.judge
+    out = Path(out_dir or settings_eval.out)
     questions = load_questions(questions_file)
     if limit is not None:
         questions = questions[:limit]
@@ -104,14 +105,14 @@ def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str |
         answer_llm = pipeline.llm
         judge_llm = None
         if judge:
-            judge_llm = answer_llm if judge == config.answer.llm else open_llm(config, judge, pipeline.embedder)
-        checker = ClaimChecker(embedder=pipeline.embedder, judge=judge_llm)
+            judge_llm = answer_llm if judge == config.answer.llm else build_llm(config, judge, pipeline.embedder)
+        checker = build_checker(config, pipeline.embedder, judge=judge_llm)
         settings = RunSettings(
             questions=str(questions_file), questions_sha256=file_sha256(questions_file),
             index=str(Path(config.index_dir).resolve()), llm=config.answer.llm, model=answer_llm.model,
             judge=_judge_name(judge_llm) if judge_llm else "", embedding_model=pipeline.embedder.model_id,
             retrieval_k=max(10, config.retrieval.k),
-            settings={"retrieval": asdict(config.retrieval), "answer": asdict(config.answer),
+            settings={"retrieval": config.retrieval.model_dump(), "answer": config.answer.model_dump(),
                       "checker": {k: getattr(checker, k) for k in ("min_similarity", "min_lexical",
                                                                    "negation_min_similarity", "check_terms")},
                       "limit": limit})
@@ -159,11 +160,11 @@ def rewrite_reports(run_dir: str | Path, recheck: bool = False, embedder: Any = 
     settings = RunSettings(**json.loads((out / "run.json").read_text(encoding="utf-8")))
     results = list(load_results(out / RESULTS).values())
     if recheck:
-        from ingest.embedding import open_embedder
-        from rag.config import load_config
-        from rag.verify import ClaimChecker
+        from rag.config import Config
+        from rag.factory import build_checker, build_embedder
 
-        checker = ClaimChecker(embedder=embedder or open_embedder(load_config().ingest.embedding))
+        config = Config()
+        checker = build_checker(config, embedder or build_embedder(config))
         results = [replace(r, verdicts=tuple(checker.check_answer(r.question.question, r.answer,
                                                                   [c.text for c in r.contexts])))
                    if r.answered else r for r in results]

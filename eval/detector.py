@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval.questions import Question, load_questions
-from rag.prompt import split_sentences
+from rag.text import split_claims, split_sentences
 from rag.verify import (
     ClaimChecker,
     Signals,
     extract_terms,
     missing_terms,
     numbers_in,
-    split_claims,
     term_present,
 )
 
@@ -253,7 +252,7 @@ def build_items(questions: Sequence[Question], contexts: dict[str, str], seed: i
 
 def item_signals(checker: ClaimChecker, items: Sequence[Item]) -> list[list[Signals]]:
     """Per item, the local signals of each of its claims (thresholds are applied later, by `decide`)."""
-    return [[checker.signals(text, [it.context], it.question) for text, _ in split_claims(it.answer, 1)]
+    return [[checker.signals(c.text, [it.context], it.question) for c in split_claims(it.answer, 1)]
             for it in items]
 
 
@@ -335,10 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--test", nargs="*", default=[], help="QUESTIONS.jsonl=INDEX_DIR pairs to report on")
     ap.add_argument("--out", type=Path, default=None, help="write the labelled items and scores here")
     args = ap.parse_args(argv)
-    from ingest.embedding import open_embedder
-    from rag.config import load_config
+    from rag.config import Config
+    from rag.factory import build_embedder
 
-    embedder = open_embedder(load_config().ingest.embedding)
+    embedder = build_embedder(Config())
     checker = ClaimChecker(embedder=embedder)
     report: dict[str, Any] = {}
     if args.command == "tune":

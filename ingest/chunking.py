@@ -77,7 +77,10 @@ class Chunker:
                 start = sec.start + found
                 text_hash = sha256_hex(text)
                 ordinal = len(chunks)
-                chunk_id = sha256_hex(f"{doc.source}\0{doc.doc_hash}\0{ordinal}\0{text_hash}")[:24]
+                # The tenant is part of the identity (two tenants may hold the same file); ids of documents
+                # without a tenant are unchanged from earlier versions.
+                scope = "" if tenant is None else f"{tenant}\0"
+                chunk_id = sha256_hex(f"{scope}{doc.source}\0{doc.doc_hash}\0{ordinal}\0{text_hash}")[:24]
                 chunks.append(
                     Chunk(
                         chunk_id=chunk_id,
@@ -107,10 +110,11 @@ def _private_backend(tokenizer: Any) -> Any:
     the truncation and padding that the last encode() set (e.g. 256 and "pad to 128"), which would cap or
     inflate counts: so count with a private copy.
     """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    from tokenizers import Tokenizer
+
+    backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
-    from tokenizers import Tokenizer
 
     copy = Tokenizer.from_str(backend.to_str())
     copy.no_truncation()

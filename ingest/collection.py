@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ingest.config import IngestConfig
 from ingest.errors import IndexCorruptError, IndexMismatchError
-from ingest.index import FaissIndex, fsync_dir
-from ingest.store import SCHEMA_VERSION, Store
+from ingest.fsutil import atomic_write
+from ingest.index import FaissIndex
+from ingest.schema import SCHEMA_VERSION
+from ingest.store import Store
 
 log = logging.getLogger(__name__)
 
 STORE_FILE = "store.sqlite"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".write.lock"
-RAG_VERSION = "0.1.0"
 
 
 def vectors_file(directory: Path, generation: int) -> Path:
@@ -36,7 +37,7 @@ class Manifest:
     chunk_overlap: int
     index_type: str
     schema_version: int = SCHEMA_VERSION
-    rag_version: str = RAG_VERSION
+    rag_version: str = ""
     created: float = 0.0
     updated: float = 0.0
     generation: int = 0
@@ -48,46 +49,69 @@ class Manifest:
 
 
 class Collection:
-    """A consistent snapshot of an index directory: the store and the FAISS index of one generation."""
+    """An index directory: the store and the FAISS index of the committed generation.
+
+    Safe to share between threads: each thread reads through its own SQLite connection (so queries never wait
+    on one another), and the FAISS index of a generation is shared read-only; a newer generation replaces it
+    as a whole (`refresh`).
+    """
 
     def __init__(self, directory: Path, readonly: bool = True) -> None:
         self.directory = Path(directory)
-        store_path = self.directory / STORE_FILE
-        if readonly and not store_path.exists():
+        self._store_path = self.directory / STORE_FILE
+        if readonly and not self._store_path.exists():
             raise IndexCorruptError(
                 f"{self.directory} is not a rag index (no {STORE_FILE}); build one with: rag ingest PATH --index {self.directory}"
             )
         if not readonly:
             self.directory.mkdir(parents=True, exist_ok=True)
+        self._readonly = readonly
+        self._local = threading.local()
+        self._stores: list[Store] = []
+        self._lock = threading.Lock()
         try:
-            self.store = Store(store_path, readonly=readonly)
-            if readonly and self.store.schema_version < SCHEMA_VERSION:
-                self.store.close()
-                self.store = Store(store_path, readonly=False)  # run pending migrations once
+            store = self.store
+            if readonly and store.schema_version < SCHEMA_VERSION:
+                Store(self._store_path, readonly=False).close()  # run pending migrations once
         except Exception as e:
-            raise IndexCorruptError(f"{store_path}: cannot open the metadata store ({e})") from e
+            raise IndexCorruptError(f"{self._store_path}: cannot open the metadata store ({e})") from e
         self.generation = -1
         self.vectors: FaissIndex | None = None
         self.manifest: Manifest | None = None
         self.refresh()
 
+    @property
+    def store(self) -> Store:
+        """This thread's connection to the metadata store."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = Store(self._store_path, readonly=self._readonly)
+            self._local.store = store
+            with self._lock:
+                self._stores.append(store)
+        return store
+
     def close(self) -> None:
-        self.store.close()
+        with self._lock:
+            stores, self._stores = self._stores, []
+        for store in stores:
+            store.close()
 
     def refresh(self) -> bool:
         """Load the committed generation if it changed since the last load; True when it did."""
         gen = self.store.generation
         if gen == self.generation:
             return False
-        raw = self.store.get_meta("manifest")
-        self.manifest = Manifest(**json.loads(raw)) if raw else None
-        self.vectors = self._load_vectors(gen) if self.manifest else None
-        self.generation = gen
+        with self._lock:  # one thread loads a new generation; the others keep searching the previous one
+            if gen == self.generation:
+                return False
+            raw = self.store.get_meta("manifest")
+            manifest = Manifest(**json.loads(raw)) if raw else None
+            vectors = self._load_vectors(gen, manifest) if manifest else None
+            self.manifest, self.vectors, self.generation = manifest, vectors, gen
         return True
 
-    def _load_vectors(self, gen: int) -> FaissIndex:
-        assert self.manifest is not None
-        m = self.manifest
+    def _load_vectors(self, gen: int, m: Manifest) -> FaissIndex:
         path = vectors_file(self.directory, gen)
         for _ in range(3):
             try:
@@ -168,12 +192,12 @@ class Collection:
         vectors.save(vectors_file(self.directory, gen))
         now = time.time()
         m = Manifest(**{**asdict(manifest), "generation": gen, "updated": now,
-                        "created": manifest.created or now})
+                        "created": manifest.created or now, "rag_version": manifest.rag_version or _version()})
         self.store.set_meta("manifest", m.to_json())
         self.store.set_meta("generation", str(gen))
         self.store.db.commit()
         self.manifest, self.vectors, self.generation = m, vectors, gen
-        _write_atomic(self.directory / MANIFEST_FILE, m.to_json())
+        atomic_write(self.directory / MANIFEST_FILE, m.to_json(), mode=0o600)
         self.remove_stale_files()
 
     def repair_manifest_file(self) -> None:
@@ -187,7 +211,7 @@ class Collection:
                 return
         except OSError:
             pass
-        _write_atomic(path, text)
+        atomic_write(path, text, mode=0o600)
 
     def remove_stale_files(self) -> None:
         keep = vectors_file(self.directory, self.store.generation).name
@@ -196,18 +220,17 @@ class Collection:
                 p.unlink(missing_ok=True)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def empty_vectors(dim: int, config: IngestConfig) -> FaissIndex:
     return FaissIndex(dim, kind=config.index_type, hnsw_m=config.hnsw_m, ivf_nlist=config.ivf_nlist)
 
 
 
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rag")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,67 +1,97 @@
-"""Typed settings of the ingestion stage (the [ingest] and [embedding] tables of config.toml)."""
+"""Typed settings of the ingestion stage (the [ingest] and [embedding] tables of config.toml).
+
+Pydantic models, frozen and closed (an unknown key is an error naming the valid ones). The root configuration
+(`rag.config.Config`) nests them; this stage never reads a file or the environment by itself.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 DEFAULT_EXTENSIONS = (".pdf", ".md", ".markdown", ".html", ".htm", ".txt", ".text", ".rst")
 
 
 class ConfigError(ValueError):
-    """A setting has a value that is not allowed; the message says which values are."""
+    """A setting has a value that is not allowed; the message says which key, which value and what is allowed."""
 
 
-@dataclass(frozen=True)
-class EmbeddingConfig:
+class Settings(BaseModel):
+    """Base of every settings table: frozen, unknown keys refused, values validated on assignment of a copy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def updated(self, **changes: Any) -> Any:
+        """A validated copy with some fields changed (model_copy would skip validation)."""
+        return validated(type(self), {**self.model_dump(), **changes}, type(self).__name__)
+
+
+class EmbeddingConfig(Settings):
     model: str = "bundled:all-MiniLM-L6-v2"  # "bundled:..." or a local path or a model name in the HF cache
-    batch_size: int = 64
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"embedding.batch_size must be >= 1, got {self.batch_size}")
+    batch_size: int = Field(64, ge=1)
+    device: Literal["cpu", "auto", "cuda", "mps"] = "cpu"
 
 
-@dataclass(frozen=True)
-class IngestConfig:
-    chunk_size: int = 200  # word pieces of the embedder's tokenizer
-    chunk_overlap: int = 30
-    index_type: str = "flat"  # flat | hnsw | ivf
-    hnsw_m: int = 32
-    ivf_nlist: int = 256
-    max_file_mb: float = 64.0
+class IngestConfig(Settings):
+    chunk_size: int = Field(200, ge=16)  # word pieces of the embedder's tokenizer
+    chunk_overlap: int = Field(30, ge=0)
+    index_type: Literal["flat", "hnsw", "ivf"] = "flat"
+    hnsw_m: int = Field(32, ge=4)
+    ivf_nlist: int = Field(256, ge=1)
+    max_file_mb: float = Field(64.0, gt=0)
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
 
-    def __post_init__(self) -> None:
-        if self.index_type not in INDEX_TYPES:
-            raise ConfigError(
-                f"ingest.index_type {self.index_type!r} is not known; valid types are: {', '.join(INDEX_TYPES)}"
-            )
-        if not self.chunk_size >= 16:
-            raise ConfigError(f"ingest.chunk_size must be >= 16 word pieces, got {self.chunk_size}")
-        if not 0 <= self.chunk_overlap < self.chunk_size:
-            raise ConfigError(
-                f"ingest.chunk_overlap must be >= 0 and < chunk_size ({self.chunk_size}), got {self.chunk_overlap}"
-            )
-        if self.max_file_mb <= 0:
-            raise ConfigError(f"ingest.max_file_mb must be > 0, got {self.max_file_mb}")
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _dotted(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(e if not isinstance(e, str) or e.startswith(".") else f".{e}" for e in value)
+        return value
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
 
     @classmethod
     def from_dict(cls, ingest: dict[str, Any], embedding: dict[str, Any]) -> IngestConfig:
-        """Build from the [ingest] and [embedding] tables; unknown keys are refused."""
-        emb = EmbeddingConfig(**_known(EmbeddingConfig, embedding, "embedding"))
-        values = _known(cls, ingest, "ingest")
-        if "extensions" in values:
-            values["extensions"] = tuple(e if e.startswith(".") else f".{e}" for e in values["extensions"])
-        return cls(embedding=emb, **values)
+        """Build from the [ingest] and [embedding] tables; unknown keys and bad values are refused."""
+        return validated(cls, {**ingest, "embedding": embedding}, "ingest")
 
 
-def _known(klass: type, table: dict[str, Any], name: str) -> dict[str, Any]:
-    allowed = {f for f in klass.__dataclass_fields__ if f != "embedding"}
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(unknown)}; valid keys are: {', '.join(sorted(allowed))}")
-    return dict(table)
+def validated(klass: type[BaseModel], data: dict[str, Any], where: str = "") -> Any:
+    """`klass.model_validate(data)`, with pydantic's errors turned into one ConfigError that names each key,
+    its value and what is allowed."""
+    try:
+        return klass.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_errors(e, klass, where)) from None
+
+
+def describe_errors(e: ValidationError, klass: type[BaseModel], where: str = "") -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        key = f"{where}.{loc}" if where and loc else (loc or where or "config")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {key!r}; valid keys are: {', '.join(_valid_keys(klass, err['loc'][:-1]))}")
+            continue
+        value = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        shown = repr(value) if not isinstance(value, dict) else "a table"
+        parts.append(f"{key} = {shown}: {msg}")
+    return "; ".join(parts)
+
+
+def _valid_keys(klass: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model: Any = klass
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}) or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -86,6 +87,23 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def load_tokenizer(config: EmbeddingConfig) -> tuple[Any, int]:
+    """(tokenizer, max word pieces) of the configured model, without loading the model when its folder holds a
+    tokenizer.json: chunking needs only this, and re-ingesting unchanged text then costs no model load."""
+    path = Path(resolve_model_path(config.model))
+    tokenizer_file = path / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        embedder = open_embedder(config)
+        return embedder.tokenizer, embedder.max_tokens
+    from tokenizers import Tokenizer
+
+    max_tokens = 512
+    st_config = path / "sentence_bert_config.json"
+    if st_config.is_file():
+        max_tokens = int(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length", max_tokens))
+    return Tokenizer.from_file(str(tokenizer_file)), max_tokens
 
 
 def open_embedder(config: EmbeddingConfig) -> Embedder:

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ingest.config import INDEX_TYPES, ConfigError
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside `directory` durable."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+from ingest.fsutil import atomic_path
 
 
 class VectorIndex(Protocol):
@@ -117,12 +108,8 @@ class FaissIndex:
 
     def save(self, path: Path) -> None:
         """Write atomically: a temporary file, fsync, rename."""
-        tmp = path.with_name(path.name + ".tmp")
-        self._faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        with atomic_path(path, mode=0o600) as tmp:
+            self._faiss.write_index(self._index, str(tmp))
 
     @classmethod
     def load(cls, path: Path, kind: str, hnsw_m: int = 32, ivf_nlist: int = 256) -> FaissIndex:

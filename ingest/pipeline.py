@@ -17,10 +17,10 @@ from filelock import FileLock, Timeout
 from ingest.chunking import Chunker
 from ingest.collection import LOCK_FILE, Collection, Manifest, empty_vectors
 from ingest.config import IngestConfig
-from ingest.embedding import Embedder, open_embedder
+from ingest.embedding import Embedder, load_tokenizer, open_embedder
 from ingest.errors import IndexLockedError, IngestError, LoaderError
 from ingest.loaders import kind_of, load, read_bytes
-from ingest.records import Chunk, Document, sha256_hex
+from ingest.records import TENANT_NAME, TENANT_RULE, Chunk, Document, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,17 @@ class Ingestor:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
-            self._chunker = Chunker(self.embedder.tokenizer, self.config, self.embedder.max_tokens)
+            if self._embedder is not None:
+                tokenizer, max_tokens = self._embedder.tokenizer, self._embedder.max_tokens
+            else:  # the tokenizer alone: the model is loaded only when something needs embedding
+                tokenizer, max_tokens = load_tokenizer(self.config.embedding)
+            self._chunker = Chunker(tokenizer, self.config, max_tokens)
         return self._chunker
 
     def run(self, paths: list[Path], prune: bool = False, tenant: str | None = None,
             tags: tuple[str, ...] = (), remove: list[str] | None = None) -> IngestReport:
+        if tenant is not None and not TENANT_NAME.match(tenant):
+            raise IngestError(f"bad tenant name {tenant!r}: use {TENANT_RULE}")
         self.index_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire(timeout=self._lock_timeout)
@@ -173,11 +179,11 @@ class Ingestor:
         coll.repair_manifest_file()  # a crash just after a commit leaves manifest.json one generation behind
         store = coll.store
         files, skipped = scan(paths, self.config.extensions)
-        known = {d.source: d for d in store.documents()}
+        known = {d.source: d for d in store.documents(tenant)}  # a document is (tenant, source)
         rep = IngestReport(index=str(self.index_dir), skipped=skipped)
         pending: list[tuple[_Found, Document, list[Chunk]]] = []
         seen: set[str] = set()
-        access_changes: list[str] = []
+        tag_changes: list[str] = []
         for i, f in enumerate(files):
             self._progress("load", i, len(files))
             if f.source in seen:
@@ -192,9 +198,8 @@ class Ingestor:
                 continue
             if doc is None:
                 rep.unchanged.append(f.source)
-                old = known[f.source]
-                if (old.tenant, old.tags) != (tenant, tags):
-                    access_changes.append(f.source)
+                if known[f.source].tags != tags:
+                    tag_changes.append(f.source)
                 continue
             (rep.updated if f.source in known else rep.added).append(f.source)
             pending.append((f, doc, chunks))
@@ -204,15 +209,17 @@ class Ingestor:
         roots = {str(f.root) for f in files} | {str(Path(p).absolute()) for p in paths}
         gone = set(remove)
         if prune:
+            # Only this tenant's documents, and only those ingested from the roots given now: a prune of one
+            # folder never removes what other folders or other tenants put in the index.
             for src, d in known.items():
-                if src not in seen and (d.root in roots or not Path(d.path).exists()):
+                if src not in seen and d.root in roots:
                     gone.add(src)
         rep.removed.extend(sorted(s for s in gone if s in known))
-        if not pending and not rep.removed and not access_changes:
+        if not pending and not rep.removed and not tag_changes:
             return self._finish(rep, coll, t0)
 
         t_embed = self._embed_missing(store, [c for _, _, cs in pending for c in cs], rep)
-        self._commit(coll, pending, rep, tenant, tags, access_changes)
+        self._commit(coll, pending, rep, tenant, tags, tag_changes)
         return self._finish(rep, coll, t0, t_embed)
 
     def _load_one(self, f: _Found, old: object | None, tenant: str | None,
@@ -260,7 +267,7 @@ class Ingestor:
         return spent
 
     def _commit(self, coll: Collection, pending: list[tuple[_Found, Document, list[Chunk]]], rep: IngestReport,
-                tenant: str | None, tags: tuple[str, ...], access_changes: list[str]) -> None:
+                tenant: str | None, tags: tuple[str, ...], tag_changes: list[str]) -> None:
         store = coll.store
         dim = coll.manifest.dim if coll.manifest else self.embedder.dim
         vectors = coll.vectors if coll.vectors is not None else empty_vectors(dim, self.config)
@@ -269,12 +276,12 @@ class Ingestor:
         try:
             removed_ids: list[int] = []
             for src in [*rep.removed, *(d.source for _, d, _ in pending if d.source in rep.updated)]:
-                removed_ids.extend(store.delete_document(src))
+                removed_ids.extend(store.delete_document(src, tenant))
             added_ids: list[int] = []
             for f, doc, chunks in pending:
                 added_ids.extend(store.add_document(doc, str(f.path), str(f.root), chunks, tenant, tags))
-            for src in access_changes:
-                store.set_access(src, tenant, tags)
+            for src in tag_changes:
+                store.set_tags(src, tenant, tags)
             new_vecs = store.vectors_for_chunks(added_ids, dim)
             if vectors.supports_remove:
                 vectors.remove(np.asarray(removed_ids, dtype=np.int64))

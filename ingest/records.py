@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+
+# A tenant name: also a folder name under the server's uploads/, so no path separators, no dots in front.
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANT_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def sha256_hex(data: bytes | str) -> str:

@@ -5,93 +5,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import EllipsisType
 
 import numpy as np
 
 from ingest.records import Chunk, Document
-
-SCHEMA_VERSION = 2
-Migration = Callable[[sqlite3.Connection], None]
-
-
-def _m1_core(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE documents (
-            id INTEGER PRIMARY KEY,
-            source TEXT NOT NULL UNIQUE,
-            path TEXT NOT NULL,
-            root TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            doc_hash TEXT NOT NULL,
-            title TEXT NOT NULL DEFAULT '',
-            size INTEGER NOT NULL DEFAULT 0,
-            tenant TEXT,
-            tags TEXT NOT NULL DEFAULT '[]',
-            n_chunks INTEGER NOT NULL DEFAULT 0,
-            ingested_at REAL NOT NULL
-        );
-        CREATE TABLE chunks (
-            id INTEGER PRIMARY KEY,  -- the FAISS id
-            chunk_id TEXT NOT NULL UNIQUE,
-            doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-            ordinal INTEGER NOT NULL,
-            text TEXT NOT NULL,
-            section TEXT NOT NULL DEFAULT '',
-            page INTEGER,
-            page_label TEXT,
-            start INTEGER NOT NULL,
-            "end" INTEGER NOT NULL,
-            text_hash TEXT NOT NULL
-        );
-        CREATE INDEX chunks_doc ON chunks(doc_id);
-        CREATE INDEX chunks_hash ON chunks(text_hash);
-        CREATE TABLE vectors (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
-        CREATE VIRTUAL TABLE chunks_fts USING fts5(
-            text, section, content='chunks', content_rowid='id', tokenize='porter unicode61'
-        );
-        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
-            INSERT INTO chunks_fts(rowid, text, section) VALUES (new.id, new.text, new.section);
-        END;
-        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
-            INSERT INTO chunks_fts(chunks_fts, rowid, text, section) VALUES ('delete', old.id, old.text, old.section);
-        END;
-        """
-    )
-
-
-def _m2_access(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            key_hash TEXT NOT NULL UNIQUE,
-            role TEXT NOT NULL,
-            tenants TEXT NOT NULL DEFAULT '[]',
-            created_at REAL NOT NULL,
-            revoked_at REAL
-        );
-        CREATE TABLE audit (
-            id INTEGER PRIMARY KEY,
-            at REAL NOT NULL,
-            key_id TEXT,
-            route TEXT NOT NULL,
-            question TEXT,
-            sources TEXT NOT NULL DEFAULT '[]',
-            refused INTEGER,
-            status INTEGER
-        );
-        """
-    )
-
-
-MIGRATIONS: list[Migration] = [_m1_core, _m2_access]
+from ingest.schema import MIGRATIONS, apply_migrations
 
 
 @dataclass(frozen=True)
@@ -103,6 +26,9 @@ class ChunkFilter:
     sections: tuple[str, ...] = ()  # glob patterns over the section heading path
     tags: tuple[str, ...] = ()  # the document carries at least one of these tags
     tenants: tuple[str, ...] | None = None  # None = every tenant; () = none at all
+
+    def with_tenants(self, tenants: tuple[str, ...] | None) -> ChunkFilter:
+        return replace(self, tenants=tenants)
 
     @property
     def empty(self) -> bool:
@@ -175,13 +101,8 @@ class Store:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
-        """Apply pending migrations in order, each in its own transaction."""
-        for version, migration in enumerate(MIGRATIONS, start=1):
-            if self.schema_version >= version:
-                continue
-            with self.transaction():
-                migration(self.db)
-                self.db.execute(f"PRAGMA user_version={version}")
+        """Apply pending schema steps in order, each in its own transaction."""
+        apply_migrations(self.db, MIGRATIONS, "PRAGMA user_version", "PRAGMA user_version={v}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -208,18 +129,24 @@ class Store:
         return int(self.get_meta("generation", "0") or 0)
 
     # --- documents ------------------------------------------------------------------------------
-    def documents(self) -> list[StoredDocument]:
-        return [_doc(r) for r in self.db.execute("SELECT * FROM documents ORDER BY source")]
+    def documents(self, tenant: str | None | EllipsisType = ...) -> list[StoredDocument]:
+        """Every document, or only those of one tenant (None = documents ingested without a tenant)."""
+        if tenant is ...:
+            rows = self.db.execute("SELECT * FROM documents ORDER BY source")
+        else:
+            rows = self.db.execute("SELECT * FROM documents WHERE tenant IS ? ORDER BY source", (tenant,))
+        return [_doc(r) for r in rows]
 
-    def document(self, source: str) -> StoredDocument | None:
-        row = self.db.execute("SELECT * FROM documents WHERE source=?", (source,)).fetchone()
+    def document(self, source: str, tenant: str | None) -> StoredDocument | None:
+        row = self.db.execute("SELECT * FROM documents WHERE source=? AND tenant IS ?", (source, tenant)).fetchone()
         return _doc(row) if row else None
 
-    def delete_document(self, source: str) -> list[int]:
-        """Delete a document and its chunks; returns the removed chunk ids (FAISS ids)."""
+    def delete_document(self, source: str, tenant: str | None) -> list[int]:
+        """Delete one tenant's document and its chunks; returns the removed chunk ids (FAISS ids)."""
         ids = [r[0] for r in self.db.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON c.doc_id=d.id WHERE d.source=?", (source,))]
-        self.db.execute("DELETE FROM documents WHERE source=?", (source,))
+            "SELECT c.id FROM chunks c JOIN documents d ON c.doc_id=d.id WHERE d.source=? AND d.tenant IS ?",
+            (source, tenant))]
+        self.db.execute("DELETE FROM documents WHERE source=? AND tenant IS ?", (source, tenant))
         return ids
 
     def add_document(self, doc: Document, path: str, root: str, chunks: list[Chunk],
@@ -242,8 +169,9 @@ class Store:
             ids.append(int(cur.lastrowid or 0))
         return ids
 
-    def set_access(self, source: str, tenant: str | None, tags: tuple[str, ...]) -> None:
-        self.db.execute("UPDATE documents SET tenant=?, tags=? WHERE source=?", (tenant, json.dumps(list(tags)), source))
+    def set_tags(self, source: str, tenant: str | None, tags: tuple[str, ...]) -> None:
+        self.db.execute("UPDATE documents SET tags=? WHERE source=? AND tenant IS ?",
+                        (json.dumps(list(tags)), source, tenant))
 
     # --- chunks ---------------------------------------------------------------------------------
     def chunk_ids(self) -> set[int]:
@@ -254,16 +182,32 @@ class Store:
             raise ValueError(f"unknown table {table!r}")
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
-    def chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
-        """Chunks by FAISS id (missing ids are left out)."""
+    def chunks(self, ids: Iterable[int], flt: ChunkFilter | None = None) -> dict[int, Chunk]:
+        """Chunks by FAISS id (missing ids, and chunks the filter does not admit, are left out).
+
+        Retrieval passes its filter again here: the tenant check is made on the very rows whose text is returned.
+        """
         ids = list(ids)
+        where, params = (flt or ChunkFilter()).sql()
         out: dict[int, Chunk] = {}
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
             q = ",".join("?" * len(part))
-            for r in self.db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({q})", part):
+            for r in self.db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({q}) AND {where}", [*part, *params]):
                 out[int(r["id"])] = _chunk(r)
         return out
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same committed state (WAL snapshot isolation)."""
+        if self.db.in_transaction:  # already inside one (or inside the writer's transaction)
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.rollback()  # nothing was written; ends the read transaction
 
     def chunk_by_chunk_id(self, chunk_id: str) -> Chunk | None:
         row = self.db.execute(f"{_CHUNK_SELECT} WHERE c.chunk_id=?", (chunk_id,)).fetchone()

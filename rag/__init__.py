@@ -3,13 +3,31 @@
     import rag
     with rag.open(".rag/index") as r:
         print(r.ask("What is retrieval-augmented generation?").text)
+
+Names are imported on first use, so that `rag --help` does not pay for numpy, FAISS or the models.
 """
 
-from rag.api import RAG, Stats, ingest, open_pipeline, stats
-from rag.config import Config, load_config
-from rag.records import Answer, Citation, Evidence, Hit, Usage
+from __future__ import annotations
 
-open = open_pipeline  # noqa: A001 - `rag.open(index_dir)` is the public entry point
+import importlib
+from typing import Any
 
-__all__ = ["RAG", "Answer", "Citation", "Config", "Evidence", "Hit", "Stats", "Usage", "ingest", "load_config",
-           "open", "open_pipeline", "stats"]
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "RAG": "rag.api", "Stats": "rag.api", "ingest": "rag.api", "open_pipeline": "rag.api", "stats": "rag.api",
+    "Config": "rag.config", "find_config_file": "rag.config", "load_config": "rag.config",
+    "Answer": "rag.records", "Citation": "rag.records", "Evidence": "rag.records", "Hit": "rag.records",
+    "Usage": "rag.records",
+}
+__all__ = ["RAG", "Answer", "Citation", "Config", "Evidence", "Hit", "Stats", "Usage", "__version__",
+           "find_config_file", "ingest", "load_config", "open", "open_pipeline", "stats"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "open":  # `rag.open(index_dir)` is the public entry point
+        name = "open_pipeline"
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rag' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

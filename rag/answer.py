@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ingest.store import ChunkFilter
 from rag import citations as cite
+from rag.config import AnswerConfig
 from rag.llm.base import LLM, complete
 from rag.prompt import REFUSAL, build_prompt, build_rewrite_prompt, select_blocks
 from rag.records import Answer, Evidence, Usage
-from rag.retrieve import content_words
+from rag.text import content_words
 
 if TYPE_CHECKING:
-    from rag.api import RAG
+    from rag.retrieve import Retriever
+    from rag.verify import ClaimChecker
 
 log = logging.getLogger(__name__)
 _FOLLOW_UP = {"it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she", "one", "ones"}
@@ -56,80 +59,85 @@ def standalone_query(llm: LLM, question: str, history: Sequence[tuple[str, str]]
     return line
 
 
-def stream_answer(rag: RAG, question: str, history: Sequence[tuple[str, str]] = (), *,
-                  filters: Sequence[str] | None = None, tenants: tuple[str, ...] | None = None,
-                  k: int | None = None, mode: str | None = None, verify: bool | None = None,
-                  llm: LLM | None = None) -> Iterator[str | Answer]:
-    """Yields the answer's text deltas as they are generated, then the final Answer."""
-    cfg = rag.config.answer
-    llm = llm or rag.llm  # type: ignore[assignment]
-    assert llm is not None
-    verify = cfg.verify if verify is None else verify
-    t0 = time.perf_counter()
-    query = standalone_query(llm, question, history)
-    t_rewrite = time.perf_counter() - t0
-    result = rag.search(query, k=k, mode=mode, filters=filters, tenants=tenants)
-    t_retrieve = time.perf_counter() - t0 - t_rewrite
-    timings = {"rewrite": t_rewrite, "retrieve": t_retrieve}
-    base = {"question": question, "query": query, "model": llm.model, "evidence": result.evidence}
+class Answerer:
+    """From a question to a cited, grounded Answer: retrieve, decide on the evidence, prompt, generate, check.
 
-    def refused(reason: str, usage: Usage | None = None, contexts: tuple = ()) -> Answer:
+    Built from a retriever, an LLM, the answer settings and (when answers are verified) a claim checker; it
+    holds no other state, so one Answerer serves concurrent questions.
+    """
+
+    def __init__(self, retriever: Retriever, llm: LLM, config: AnswerConfig, checker: ClaimChecker | None = None) -> None:
+        self.retriever = retriever
+        self.llm = llm
+        self.config = config
+        self.checker = checker
+
+    def ask(self, question: str, history: Sequence[tuple[str, str]] = (), **kw: Any) -> Answer:
+        """The final Answer of `stream`."""
+        answer = None
+        for item in self.stream(question, history, **kw):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), *, filters: ChunkFilter | None = None,
+               k: int | None = None, mode: str | None = None, verify: bool | None = None) -> Iterator[str | Answer]:
+        """Yields the answer's text deltas as they are generated, then the final Answer."""
+        cfg = self.config
+        llm = self.llm
+        verify = cfg.verify if verify is None else verify
+        t0 = time.perf_counter()
+        query = standalone_query(llm, question, history)
+        t_rewrite = time.perf_counter() - t0
+        result = self.retriever.search(query, k=k, mode=mode, filters=filters)
+        t_retrieve = time.perf_counter() - t0 - t_rewrite
+        timings = {"rewrite": t_rewrite, "retrieve": t_retrieve}
+        base = {"question": question, "query": query, "model": llm.model, "evidence": result.evidence}
+
+        def refused(reason: str, usage: Usage | None = None, contexts: tuple = ()) -> Answer:
+            timings["total"] = time.perf_counter() - t0
+            return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage or Usage(),
+                          timings=dict(timings), **base)  # type: ignore[arg-type]
+
+        reason = evidence_refusal(result.evidence, len(result.hits), cfg.min_dense_score, cfg.weak_dense_score,
+                                  cfg.min_keyword_overlap)
+        if reason:
+            yield refused(reason)
+            return
+        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens)
+        prompt = build_prompt(query if history else question, blocks, history)
+        t_gen = time.perf_counter()
+        parts: list[str] = []
+        usage = Usage()
+        first_token = None
+        for item in llm.stream(prompt):
+            if isinstance(item, Usage):
+                usage = item
+                continue
+            if first_token is None:
+                first_token = time.perf_counter() - t0
+            parts.append(item)
+            yield item
+        timings["generate"] = time.perf_counter() - t_gen
+        if first_token is not None:
+            timings["first_token"] = first_token
+        raw = "".join(parts)
+        if usage.total_tokens == 0:  # servers that do not report usage when streaming
+            usage = Usage(sum(llm.count_tokens(m.content) for m in prompt.messages), llm.count_tokens(raw))
+        contexts = tuple(b.hit for b in blocks)
+        if cite.is_refusal(raw):
+            yield refused("the model found no answer in the passages", usage, contexts)
+            return
+        sentences = cite.attach(cite.parse(raw, len(blocks)), blocks)
+        verdicts: tuple = ()
+        if verify and self.checker is not None:
+            verdicts = tuple(self.checker.check_sentences(question, [(s.text, s.blocks) for s in sentences], blocks))
+            sentences = [s for s, v in zip(sentences, verdicts, strict=True) if v.supported]
+        cited = [s for s in sentences if s.blocks]
+        if not cited:
+            yield refused("no sentence of the answer is supported by a cited passage", usage, contexts)
+            return
         timings["total"] = time.perf_counter() - t0
-        return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage or Usage(),
-                      timings=dict(timings), **base)  # type: ignore[arg-type]
-
-    reason = evidence_refusal(result.evidence, len(result.hits), cfg.min_dense_score, cfg.weak_dense_score,
-                              cfg.min_keyword_overlap)
-    if reason:
-        yield refused(reason)
-        return
-    blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens)
-    prompt = build_prompt(query if history else question, blocks, history)
-    t_gen = time.perf_counter()
-    parts: list[str] = []
-    usage = Usage()
-    first_token = None
-    for item in llm.stream(prompt):
-        if isinstance(item, Usage):
-            usage = item
-            continue
-        if first_token is None:
-            first_token = time.perf_counter() - t0
-        parts.append(item)
-        yield item
-    timings["generate"] = time.perf_counter() - t_gen
-    if first_token is not None:
-        timings["first_token"] = first_token
-    raw = "".join(parts)
-    if usage.total_tokens == 0:  # servers that do not report usage when streaming
-        usage = Usage(sum(llm.count_tokens(m.content) for m in prompt.messages), llm.count_tokens(raw))
-    contexts = tuple(b.hit for b in blocks)
-    if cite.is_refusal(raw):
-        yield refused("the model found no answer in the passages", usage, contexts)
-        return
-    sentences = cite.attach(cite.parse(raw, len(blocks)), blocks)
-    verdicts: tuple = ()
-    if verify:
-        from rag.verify import ClaimChecker
-
-        checker = ClaimChecker(embedder=rag.embedder)
-        verdicts = tuple(checker.check_sentences(question, [(s.text, s.blocks) for s in sentences], blocks))
-        sentences = [s for s, v in zip(sentences, verdicts, strict=True) if v.supported]
-    cited = [s for s in sentences if s.blocks]
-    if not cited:
-        why = "no sentence of the answer is supported by a cited passage"
-        yield refused(why, usage, contexts)
-        return
-    timings["total"] = time.perf_counter() - t0
-    yield Answer(text=cite.render(cited), refused=False, citations=cite.citations(cited, blocks),
-                 contexts=contexts, usage=usage, timings=timings, verdicts=verdicts, **base)  # type: ignore[arg-type]
-
-
-def answer_question(rag: RAG, question: str, history: Sequence[tuple[str, str]] = (), **kw: object) -> Answer:
-    """The final Answer of stream_answer."""
-    answer = None
-    for item in stream_answer(rag, question, history, **kw):  # type: ignore[arg-type]
-        if isinstance(item, Answer):
-            answer = item
-    assert answer is not None
-    return answer
+        yield Answer(text=cite.render(cited), refused=False, citations=cite.citations(cited, blocks),
+                     contexts=contexts, usage=usage, timings=timings, verdicts=verdicts, **base)  # type: ignore[arg-type]

@@ -1,4 +1,11 @@
-"""The Python API and the one composition root that builds real clients from a Config."""
+"""The Python API: open an index, retrieve, ask, stream; ingest and stats.
+
+    import rag
+    with rag.open(".rag/index") as r:
+        print(r.ask("What is retrieval-augmented generation?").text)
+
+`rag.open` never reads a config file: pass a Config (rag.load_config(path)) to change the defaults.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,18 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ingest.collection import Collection
-from ingest.embedding import Embedder, open_embedder
+from ingest.embedding import Embedder
 from ingest.pipeline import IngestReport, Progress, ingest_paths
-from ingest.store import ChunkFilter
-from rag.config import Config, load_config
+from ingest.store import ChunkFilter, StoredDocument
+from rag import factory
+from rag.answer import Answerer
+from rag.config import Config
+from rag.llm.base import LLM
 from rag.records import Answer, Hit
 from rag.retrieve import RetrievalResult, Retriever, parse_filters
 
@@ -40,17 +51,21 @@ class Stats:
 
 def ingest(paths: Sequence[str | Path], index_dir: str | Path | None = None, config: Config | None = None, *,
            prune: bool = False, tenant: str | None = None, tags: Sequence[str] = (),
-           progress: Progress | None = None, embedder: Embedder | None = None) -> IngestReport:
-    """Ingest files and folders into an index (created if needed); returns what was done."""
-    config = config or load_config()
+           progress: Progress | None = None, embedder: Embedder | None = None,
+           remove: Sequence[str] = ()) -> IngestReport:
+    """Ingest files and folders into an index (created if needed); returns what was done.
+
+    `remove` names documents (sources of `tenant`) to delete in the same run.
+    """
+    config = config or Config()
     target = Path(index_dir) if index_dir else config.index_dir
     return ingest_paths([Path(p) for p in paths], target, config.ingest, prune=prune, tenant=tenant,
-                        tags=tuple(tags), progress=progress, embedder=embedder)
+                        tags=tuple(tags), progress=progress, embedder=embedder, remove=list(remove))
 
 
 def stats(index_dir: str | Path | None = None, config: Config | None = None) -> Stats:
     """Counts, model, size on disk and a consistency check of an index."""
-    config = config or load_config()
+    config = config or Config()
     coll = Collection(Path(index_dir) if index_dir else config.index_dir)
     try:
         m = coll.manifest
@@ -64,19 +79,24 @@ def stats(index_dir: str | Path | None = None, config: Config | None = None) -> 
         coll.close()
 
 
-class RAG:
-    """An open index ready to retrieve and answer: `rag.open(dir).ask("question")`."""
+def _filter(filters: Sequence[str] | ChunkFilter | None, tenants: tuple[str, ...] | None) -> ChunkFilter:
+    if isinstance(filters, ChunkFilter):
+        return filters if tenants is None else filters.with_tenants(tenants)
+    return parse_filters(list(filters or []), tenants)
 
-    def __init__(self, config: Config, collection: Collection, embedder: Embedder, llm: object | None = None) -> None:
+
+class RAG:
+    """An open index ready to retrieve and answer: `rag.open(dir).ask("question")`. Thread-safe."""
+
+    def __init__(self, config: Config, collection: Collection, embedder: Embedder, llm: LLM | None = None) -> None:
         self.config = config
         self.collection = collection
         self.embedder = embedder
         self.retriever = Retriever(collection, embedder, config.retrieval)
         self._llm = llm
         self._owns_llm = llm is None  # an LLM handed in is the caller's to close
-        # One SQLite connection and one FAISS snapshot are shared: retrieval is serialised (it takes
-        # milliseconds); generation is not held by this lock.
-        self._lock = threading.RLock()
+        self._answerer: Answerer | None = None
+        self._lock = threading.Lock()  # guards building the LLM once; retrieval and answering do not take it
 
     def close(self) -> None:
         close = getattr(self._llm, "close", None)
@@ -93,14 +113,9 @@ class RAG:
     def search(self, query: str, k: int | None = None, mode: str | None = None,
                filters: Sequence[str] | ChunkFilter | None = None,
                tenants: tuple[str, ...] | None = None) -> RetrievalResult:
-        """Hits and retrieval evidence for a query."""
-        if isinstance(filters, ChunkFilter):
-            flt = filters if tenants is None else replace(filters, tenants=tenants)
-        else:
-            flt = parse_filters(list(filters or []), tenants)
+        """Hits and retrieval evidence for a query. `tenants` restricts to those tenants' documents."""
         t = time.perf_counter()
-        with self._lock:
-            result = self.retriever.search(query, k=k, mode=mode, filters=flt)
+        result = self.retriever.search(query, k=k, mode=mode, filters=_filter(filters, tenants))
         log.debug("retrieved %d hits in %.1f ms", len(result.hits), 1000 * (time.perf_counter() - t))
         return result
 
@@ -110,35 +125,56 @@ class RAG:
         """The top-k hits for a query, best first."""
         return self.search(query, k=k, mode=mode, filters=filters, tenants=tenants).hits
 
-    def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, **kw: object) -> Answer:
-        from rag.answer import answer_question
+    def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, *,
+            filters: Sequence[str] | ChunkFilter | None = None, tenants: tuple[str, ...] | None = None,
+            llm: LLM | None = None, **kw: Any) -> Answer:
+        """A cited answer (or a refusal) to a question; `history` holds earlier (question, answer) turns."""
+        return self._answerer_for(llm).ask(question, history or (), filters=_filter(filters, tenants), **kw)
 
-        return answer_question(self, question, history=history or (), **kw)  # type: ignore[arg-type]
-
-    def stream(self, question: str, history: Sequence[tuple[str, str]] | None = None, **kw: object) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: Sequence[tuple[str, str]] | None = None, *,
+               filters: Sequence[str] | ChunkFilter | None = None, tenants: tuple[str, ...] | None = None,
+               llm: LLM | None = None, **kw: Any) -> Iterator[str | Answer]:
         """Yields answer text deltas, then the final Answer."""
-        from rag.answer import stream_answer
+        return self._answerer_for(llm).stream(question, history or (), filters=_filter(filters, tenants), **kw)
 
-        return stream_answer(self, question, history=history or (), **kw)  # type: ignore[arg-type]
+    def ingest(self, paths: Sequence[str | Path], *, tenant: str | None = None, tags: Sequence[str] = (),
+               remove: Sequence[str] = (), prune: bool = False, progress: Progress | None = None) -> IngestReport:
+        """Ingest into this index with this pipeline's embedder; readers see the new generation when it commits."""
+        return ingest(paths, self.config.index_dir, self.config, tenant=tenant, tags=tags, remove=remove,
+                      prune=prune, progress=progress, embedder=self.embedder)
+
+    def document(self, source: str, tenant: str | None) -> StoredDocument | None:
+        """The indexed document `source` of `tenant` (None: documents ingested without a tenant), or None."""
+        store = self.collection.store
+        with store.snapshot():
+            return store.document(source, tenant)
 
     @property
-    def llm(self) -> object:
+    def llm(self) -> LLM:
+        return self.answerer.llm
+
+    @property
+    def answerer(self) -> Answerer:
         with self._lock:
-            return self._open_llm()
+            if self._answerer is None:
+                if self._llm is None:
+                    self._llm = factory.build_llm(self.config, embedder=self.embedder)
+                checker = factory.build_checker(self.config, self.embedder)
+                self._answerer = Answerer(self.retriever, self._llm, self.config.answer, checker)
+            return self._answerer
 
-    def _open_llm(self) -> object:
-        if self._llm is None:
-            from rag.llm import open_llm
-
-            self._llm = open_llm(self.config, embedder=self.embedder)
-        return self._llm
+    def _answerer_for(self, llm: LLM | None) -> Answerer:
+        base = self.answerer
+        if llm is None or llm is base.llm:
+            return base
+        return Answerer(self.retriever, llm, self.config.answer, base.checker)
 
 
 def open_pipeline(index_dir: str | Path | None = None, config: Config | None = None, *,
-                  embedder: Embedder | None = None, llm: object | None = None) -> RAG:
-    """Open an index for retrieval and answering (the composition root: builds the embedder, LLM on demand)."""
-    config = config or load_config()
+                  embedder: Embedder | None = None, llm: LLM | None = None) -> RAG:
+    """Open an index for retrieval and answering (the embedder now, the LLM on first use)."""
+    config = config or Config()
     if index_dir is not None:
         config = config.with_overrides(index_dir=index_dir)
-    collection = Collection(config.index_dir)
-    return RAG(config, collection, embedder or open_embedder(config.ingest.embedding), llm=llm)
+    collection = factory.open_collection(config)
+    return RAG(config, collection, embedder or factory.build_embedder(config), llm=llm)

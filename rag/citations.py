@@ -6,20 +6,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.prompt import REFUSAL, Block, split_sentences
+from rag.prompt import REFUSAL, Block
 from rag.records import Citation
-from rag.retrieve import content_words, word_support
+from rag.text import render_markers, split_claims, split_sentences, strip_markers, word_support
 
-_MARK = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_ECHOED_TAG = re.compile(r"</?\s*document\b[^>]*>", re.I)  # small models sometimes echo the delimiters
-_REFUSAL_HINTS = (
-    "cannot answer this from the provided documents",
-    "cannot answer this from the documents",
-    "documents do not contain",
-    "documents don't contain",
-    "not mentioned in the documents",
-    "not provided in the documents",
-    "no information",
+# A sentence that says the documents do not answer: it must speak of the documents (or of answering), so that
+# "SQLite keeps no information about column order [1]" is an answer, not a refusal.
+_REFUSAL_SENTENCE = re.compile(
+    r"^(?:i|we)\s+(?:cannot|can't|can ?not|am unable to|are unable to)\s+(?:answer|find|determine|tell)"
+    r"|\b(?:documents?|context|passages?|provided (?:text|information|material))\b[^.]{0,60}?"
+    r"\b(?:do(?:es)? not|don't|doesn't|never|fails? to)\b[^.]{0,40}?\b(?:contain|mention|say|provide|include|"
+    r"state|specify|cover|answer|discuss|give)"
+    r"|\b(?:not|no)\b[^.]{0,30}?\b(?:mentioned|provided|stated|specified|given|found|information|details?)\b"
+    r"[^.]{0,40}?\b(?:in|by|within)\s+(?:the\s+)?(?:provided\s+|given\s+)?(?:documents?|context|passages?)\b",
+    re.I,
 )
 AUTO_CITE_MIN = 0.5  # share of a sentence's content words a block must contain to be cited for it
 
@@ -32,28 +32,19 @@ class CitedSentence:
 
 
 def is_refusal(text: str) -> bool:
-    low = " ".join(text.lower().split())
-    return not low or low.startswith(REFUSAL.lower()[:30]) or any(h in low for h in _REFUSAL_HINTS)
+    """Whether an answer as a whole declines: empty, the refusal phrase, or only sentences saying the documents
+    do not answer. An answer that also states something cited is not a refusal."""
+    body, _ = strip_markers(text)
+    low = " ".join(body.lower().split())
+    if not low or low.startswith(REFUSAL.lower()[:30]):
+        return True
+    sentences = split_sentences(body)
+    return bool(sentences) and all(_REFUSAL_SENTENCE.search(s) for s in sentences)
 
 
 def parse(text: str, n_blocks: int) -> list[CitedSentence]:
-    """Sentences of an answer with the block numbers each cites (markers after the sentence count too)."""
-    out: list[CitedSentence] = []
-    for raw in split_sentences(_ECHOED_TAG.sub(" ", text)):
-        nums = [int(n) for m in _MARK.finditer(raw) for n in re.split(r"[,;]\s*", m.group(1))]
-        body = " ".join(_MARK.sub("", raw).split())
-        if not content_words(body):
-            # A sentence that is only markers cites for the sentence before it.
-            if out and nums:
-                last = out[-1]
-                out[-1] = CitedSentence(last.text, _valid(last.blocks + tuple(nums), n_blocks))
-            continue
-        out.append(CitedSentence(body, _valid(tuple(nums), n_blocks)))
-    return out
-
-
-def _valid(nums: tuple[int, ...], n_blocks: int) -> tuple[int, ...]:
-    return tuple(dict.fromkeys(n for n in nums if 1 <= n <= n_blocks))
+    """Claims of an answer with the valid block numbers each cites (see rag.text.split_claims)."""
+    return [CitedSentence(c.text, c.cited) for c in split_claims(text, n_blocks)]
 
 
 def support(sentence: str, text: str) -> float:
@@ -77,7 +68,7 @@ def attach(sentences: list[CitedSentence], blocks: Sequence[Block]) -> list[Cite
 
 
 def render(sentences: list[CitedSentence]) -> str:
-    return " ".join(s.text + "".join(f" [{n}]" for n in s.blocks) for s in sentences)
+    return " ".join(s.text + render_markers(s.blocks) for s in sentences)
 
 
 def quote_for(block: Block, claims: list[str]) -> str:

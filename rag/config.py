@@ -1,186 +1,254 @@
-"""config.toml parsed once into frozen, validated dataclasses that are passed explicitly."""
+"""Configuration: config.toml and RAG_SECTION__KEY environment overrides, parsed once into typed, validated,
+frozen settings that are passed explicitly.
+
+Library code never looks for a config file: `rag.open(dir)` uses the defaults unless it is given a Config. The
+faces on top (CLI, server) call `load_config(find_config_file(...))`, which looks in order at --config,
+$RAG_CONFIG, ./config.toml and the user config directory (~/.config/rag/config.toml on Linux).
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ingest.config import ConfigError, IngestConfig
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingest.config import ConfigError, IngestConfig, Settings, validated
 
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")
 LLMS = ("local", "openai", "extractive")
+TABLES = ("index", "embedding", "ingest", "retrieval", "answer", "llm", "server", "eval")
 
 
-def _check(value: str, allowed: tuple[str, ...], key: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} {value!r} is not known; valid values are: {', '.join(allowed)}")
+class IndexConfig(Settings):
+    dir: Path = Path(".rag/index")
 
 
-@dataclass(frozen=True)
-class RetrievalConfig:
-    mode: str = "hybrid"
-    k: int = 10
-    fusion: str = "weighted"
-    rrf_k: int = 60
-    dense_weight: float = 0.3
-    candidates: int = 50
-    mmr_lambda: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check(self.mode, MODES, "retrieval.mode")
-        _check(self.fusion, FUSIONS, "retrieval.fusion")
-        if self.k < 1 or self.candidates < 1:
-            raise ConfigError("retrieval.k and retrieval.candidates must be >= 1")
-        if not 0.0 <= self.mmr_lambda <= 1.0 or not 0.0 <= self.dense_weight <= 1.0:
-            raise ConfigError("retrieval.mmr_lambda and retrieval.dense_weight must be within [0, 1]")
+class RetrievalConfig(Settings):
+    mode: Literal["dense", "keyword", "hybrid"] = "hybrid"
+    k: int = Field(10, ge=1, le=1000)
+    fusion: Literal["rrf", "weighted"] = "weighted"
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(0.3, ge=0.0, le=1.0)
+    candidates: int = Field(50, ge=1, le=10_000)
+    mmr_lambda: float = Field(1.0, ge=0.0, le=1.0)
 
 
-@dataclass(frozen=True)
-class AnswerConfig:
-    llm: str = "local"
-    context_tokens: int = 1000
-    max_blocks: int = 5
-    min_dense_score: float = 0.15
-    weak_dense_score: float = 0.30
-    min_keyword_overlap: float = 0.5
+class AnswerConfig(Settings):
+    llm: Literal["local", "openai", "extractive"] = "local"
+    context_tokens: int = Field(1000, ge=64)
+    max_blocks: int = Field(5, ge=1, le=50)
+    min_dense_score: float = Field(0.15, ge=-1.0, le=1.0)
+    weak_dense_score: float = Field(0.30, ge=-1.0, le=1.0)
+    min_keyword_overlap: float = Field(0.5, ge=0.0, le=1.0)
     verify: bool = False
 
-    def __post_init__(self) -> None:
-        _check(self.llm, LLMS, "answer.llm")
-        if self.context_tokens < 64 or self.max_blocks < 1:
-            raise ConfigError("answer.context_tokens must be >= 64 and answer.max_blocks >= 1")
 
-
-@dataclass(frozen=True)
-class LocalLLMConfig:
+class LocalLLMConfig(Settings):
     model: str = "qwen2.5-1.5b"
-    n_ctx: int = 4096
-    threads: int = 1
-    temperature: float = 0.0
-    max_tokens: int = 256
+    n_ctx: int = Field(4096, ge=256)
+    threads: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, ge=1)
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class OpenAIConfig:
+class OpenAIConfig(Settings):
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-4o-mini"
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.0
-    max_tokens: int = 512
-    top_p: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the environment variable holding the key
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1)
+    top_p: float = Field(1.0, ge=0.0, le=1.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     seed: int | None = 0
-    timeout: float = 60.0
-    max_retries: int = 3
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0 or self.max_retries < 0:
-            raise ConfigError("llm.openai.timeout must be > 0 and llm.openai.max_retries >= 0")
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
 
 
-@dataclass(frozen=True)
-class ServerConfig:
+class LLMConfig(Settings):
+    local: LocalLLMConfig = Field(default_factory=LocalLLMConfig)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+
+class ServerConfig(Settings):
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_request_bytes: int = 10_000_000
-    max_question_chars: int = 2000
-    rate_limit_per_minute: int = 120
-    answer_timeout: float = 120.0
+    port: int = Field(8000, ge=1, le=65535)
+    max_request_bytes: int = Field(10_000_000, ge=1024)
+    max_question_chars: int = Field(2000, ge=1)
+    rate_limit_per_minute: int = Field(120, ge=0)
+    answer_timeout: float = Field(120.0, gt=0)
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    out: str = "runs/latest"
-    judge: str = ""
+class Config(Settings):
+    """Every setting of rag. Sections are typed; `eval` is the evaluation package's table, validated there."""
 
-    def __post_init__(self) -> None:
-        _check(self.judge, ("", "local", "openai"), "eval.judge")
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    answer: AnswerConfig = Field(default_factory=AnswerConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    eval: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _embedding_table(cls, data: Any) -> Any:
+        """[embedding] is its own table in config.toml; in the settings it belongs to ingestion. `index_dir=` is
+        accepted as a short name for index.dir."""
+        if isinstance(data, dict) and "index_dir" in data:
+            data = dict(data)
+            data["index"] = {**dict(data.get("index") or {}), "dir": data.pop("index_dir")}
+        if isinstance(data, dict) and "embedding" in data:
+            data = dict(data)
+            ingest = dict(data.get("ingest") or {})
+            ingest["embedding"] = {**dict(ingest.get("embedding") or {}), **dict(data.pop("embedding") or {})}
+            data["ingest"] = ingest
+        return data
 
-@dataclass(frozen=True)
-class Config:
-    index_dir: Path = Path(".rag/index")
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    answer: AnswerConfig = field(default_factory=AnswerConfig)
-    local: LocalLLMConfig = field(default_factory=LocalLLMConfig)
-    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
-    server: ServerConfig = field(default_factory=ServerConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    @field_validator("eval", mode="before")
+    @classmethod
+    def _table(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("[eval] must be a table")
+        return value
+
+    # Short names used all over the code base.
+    @property
+    def index_dir(self) -> Path:
+        return self.index.dir
+
+    @property
+    def local(self) -> LocalLLMConfig:
+        return self.llm.local
+
+    @property
+    def openai(self) -> OpenAIConfig:
+        return self.llm.openai
 
     def with_overrides(self, **changes: Any) -> Config:
-        """A copy with dotted overrides, e.g. with_overrides(**{"answer.llm": "openai"}); None values are ignored."""
-        cfg = self
+        """A validated copy with dotted overrides, e.g. with_overrides(**{"answer.llm": "openai"}); None values
+        are ignored. `index_dir`, `local.*`, `openai.*` and `embedding.*` are accepted as short names."""
+        data = self.model_dump()
         for dotted, value in changes.items():
             if value is None:
                 continue
-            if dotted == "index_dir":
-                cfg = replace(cfg, index_dir=Path(value))
-                continue
-            part, _, key = dotted.partition(".")
-            sub = getattr(cfg, part)
-            cfg = replace(cfg, **{part: replace(sub, **{key: value})})
-        return cfg
+            path = _ALIASES.get(dotted, dotted)
+            for short, full in _PREFIXES.items():
+                if path.startswith(short):
+                    path = full + path[len(short):]
+            *parents, key = path.split(".")
+            node = data
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown setting {dotted!r}")
+                node = node[part]
+            node[key] = value
+        return validated(Config, data)
 
 
-_TABLES = {"index", "embedding", "ingest", "retrieval", "answer", "llm", "server", "eval"}
+_ALIASES = {"index_dir": "index.dir"}
+_PREFIXES = {"local.": "llm.local.", "openai.": "llm.openai.", "embedding.": "ingest.embedding."}
 
 
-def _build(klass: type, table: dict[str, Any], name: str) -> Any:
-    allowed = {f.name for f in fields(klass)}
-    unknown = sorted(set(table) - allowed)
+class _Environment(BaseSettings):
+    """RAG_SECTION__KEY variables as nested tables (e.g. RAG_ANSWER__VERIFY=true, RAG_LLM__LOCAL__MODEL=...)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="ignore",
+                                      case_sensitive=False)
+
+    index: dict[str, Any] = Field(default_factory=dict)
+    embedding: dict[str, Any] = Field(default_factory=dict)
+    ingest: dict[str, Any] = Field(default_factory=dict)
+    retrieval: dict[str, Any] = Field(default_factory=dict)
+    answer: dict[str, Any] = Field(default_factory=dict)
+    llm: dict[str, Any] = Field(default_factory=dict)
+    server: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] = Field(default_factory=dict)
+
+
+def env_overrides() -> dict[str, Any]:
+    """The configuration tables given by RAG_SECTION__KEY environment variables (values decoded as TOML values
+    where they parse, e.g. `true`, `10`, `[".md"]`; otherwise kept as strings)."""
+    if not any(k.upper().startswith("RAG_") and "__" in k for k in os.environ):
+        return {}
+    return {table: _decode(values) for table, values in _Environment().model_dump().items() if values}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, str):
+        try:
+            return tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+    return value
+
+
+def user_config_file() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("rag")) / "config.toml"
+
+
+def find_config_file(explicit: str | Path | None = None) -> Path | None:
+    """The config file to use: `explicit` (--config), else $RAG_CONFIG, else ./config.toml, else the user config
+    directory's config.toml; None when there is none (the defaults apply). A named file must exist."""
+    named = explicit or os.environ.get("RAG_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    for candidate in (Path("config.toml"), user_config_file()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def parse_config(data: dict[str, Any], where: str = "") -> Config:
+    """Validate a TOML document (or any nested dict) into a Config; errors name the key, value and allowed."""
+    unknown = sorted(set(data) - set(TABLES))
     if unknown:
-        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(unknown)}; valid keys are: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"{where + ': ' if where else ''}unknown table(s) {', '.join(unknown)}; "
+                          f"valid tables are: {', '.join(TABLES)}")
     try:
-        return klass(**table)
-    except TypeError as e:
-        raise ConfigError(f"[{name}]: {e}") from e
-
-
-def parse_config(data: dict[str, Any]) -> Config:
-    """Validate a parsed TOML document into a Config."""
-    unknown = sorted(set(data) - _TABLES)
-    if unknown:
-        raise ConfigError(f"unknown table(s) {', '.join(unknown)}; valid tables are: {', '.join(sorted(_TABLES))}")
-    llm = data.get("llm", {})
-    bad_llm = sorted(set(llm) - {"local", "openai"})
-    if bad_llm:
-        raise ConfigError(f"unknown table(s) llm.{', llm.'.join(bad_llm)}; valid: llm.local, llm.openai")
-    index = data.get("index", {})
-    if set(index) - {"dir"}:
-        raise ConfigError("[index] takes only: dir")
-    return Config(
-        index_dir=Path(index.get("dir", ".rag/index")),
-        ingest=IngestConfig.from_dict(data.get("ingest", {}), data.get("embedding", {})),
-        retrieval=_build(RetrievalConfig, data.get("retrieval", {}), "retrieval"),
-        answer=_build(AnswerConfig, data.get("answer", {}), "answer"),
-        local=_build(LocalLLMConfig, llm.get("local", {}), "llm.local"),
-        openai=_build(OpenAIConfig, llm.get("openai", {}), "llm.openai"),
-        server=_build(ServerConfig, data.get("server", {}), "server"),
-        eval=_build(EvalConfig, data.get("eval", {}), "eval"),
-    )
-
-
-def load_config(path: Path | None = None) -> Config:
-    """Read config.toml: the given path, else ./config.toml if present, else the defaults."""
-    if path is None:
-        candidate = Path("config.toml")
-        if not candidate.exists():
-            return Config()
-        path = candidate
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: config file not found") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML ({e})") from e
-    try:
-        return parse_config(data)
+        return validated(Config, data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
+def load_config(path: str | Path | None = None, *, environment: bool = True) -> Config:
+    """Read a config file (or nothing, when `path` is None), then apply RAG_SECTION__KEY overrides."""
+    data: dict[str, Any] = {}
+    where = "environment"
+    if path is not None:
+        where = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as e:
+            raise ConfigError(f"{path}: config file not found") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML ({e})") from e
+    overrides = env_overrides() if environment else {}
+    if overrides:
+        where = f"{where} with RAG_* environment overrides" if path else "RAG_* environment variables"
+    return parse_config(_merge(data, overrides), where)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.records import Hit
+from rag.text import split_sentences
 
 REFUSAL = "I cannot answer this from the provided documents."
 SYSTEM = f"""You answer questions using only the numbered documents given in the user message.
@@ -22,7 +22,6 @@ Rules:
 REWRITE_SYSTEM = """Rewrite the user's last question as one standalone question that can be understood without
 the conversation. Keep names and terms exactly. Reply with the question only."""
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}|\n(?=\s*[-*\d])")
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,6 @@ class Prompt:
     question: str = ""
     json_mode: bool = False
     max_tokens: int | None = None
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences (or list items / lines that stand alone) of a text, stripped, non-empty."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
 def fit_text(text: str, budget: int, count: Callable[[str], int]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,24 +13,11 @@ from ingest.embedding import Embedder
 from ingest.store import ChunkFilter
 from rag.config import MODES, RetrievalConfig
 from rag.records import Evidence, Hit
+from rag.text import content_words, word_support
 
 log = logging.getLogger(__name__)
 
-STOPWORDS = frozenset(
-    """a an the and or but if of to in on at by for with from as is are was were be been being do does did
-    what which who whom whose when where why how this that these those it its there their they them he she his her
-    i you your we our us me my can could should would will shall may might must not no yes than then so such
-    about into over under between during before after above below up down out off again further once here all
-    any both each few more most other some own same too very just also only has have had having
-    tell say says said explain describe give list name show""".split()
-)
-_TOKEN = re.compile(r"[\w][\w.+#-]*[\w+#]|\w", re.UNICODE)
 FILTER_KEYS = {"source": "sources", "type": "kinds", "kind": "kinds", "section": "sections", "tag": "tags"}
-
-
-def content_words(text: str) -> list[str]:
-    """Lower-cased words of a text without stopwords (used for keyword queries and overlap signals)."""
-    return [w for w in (t.lower() for t in _TOKEN.findall(text)) if w not in STOPWORDS and len(w) > 1]
 
 
 def parse_filters(specs: list[str] | tuple[str, ...], tenants: tuple[str, ...] | None = None) -> ChunkFilter:
@@ -82,29 +68,33 @@ class Retriever:
         mode = mode or cfg.mode
         if mode not in MODES:
             raise ConfigError(f"retrieval mode {mode!r} is not known; valid modes are: {', '.join(MODES)}")
-        self.collection.refresh()
         flt = filters or ChunkFilter()
-        allowed = None if flt.empty else self.collection.store.chunk_ids_where(flt)
         n = max(k, cfg.candidates)
-        keyword: list[tuple[int, float]] = []
-        if allowed is not None and len(allowed) == 0:
-            return RetrievalResult([], Evidence(0.0, 0.0, False))
         # Dense scores also feed the refusal evidence, so they are computed in every mode.
         qvec = self.embedder.embed([query])
-        dense = self._dense(qvec, n, allowed)
-        if mode in ("keyword", "hybrid"):
-            match = fts_query(query)
-            keyword = self.collection.store.keyword_search(match, n, flt) if match else []
-        if mode == "dense":
-            ranked = [(cid, s) for cid, s in dense]
-        elif mode == "keyword":
-            ranked = list(keyword)
-        else:
-            ranked = self._fuse(dense, keyword)
-        if cfg.mmr_lambda < 1.0 and len(ranked) > 1:
-            ranked = self._mmr(qvec[0], ranked, k)
-        ranked = ranked[:k]
-        chunks = self.collection.store.chunks(cid for cid, _ in ranked)
+        store = self.collection.store
+        keyword: list[tuple[int, float]] = []
+        # One read snapshot from the filter to the text: a writer committing meanwhile (a tenant's document
+        # deleted, another's added) cannot change which rows the ids name; the text fetch re-applies the filter.
+        with store.snapshot():
+            self.collection.refresh()
+            allowed = None if flt.empty else store.chunk_ids_where(flt)
+            if allowed is not None and len(allowed) == 0:
+                return RetrievalResult([], Evidence(0.0, 0.0, False))
+            dense = self._dense(qvec, n, allowed)
+            if mode in ("keyword", "hybrid"):
+                match = fts_query(query)
+                keyword = store.keyword_search(match, n, flt) if match else []
+            if mode == "dense":
+                ranked = [(cid, s) for cid, s in dense]
+            elif mode == "keyword":
+                ranked = list(keyword)
+            else:
+                ranked = self._fuse(dense, keyword)
+            if cfg.mmr_lambda < 1.0 and len(ranked) > 1:
+                ranked = self._mmr(qvec[0], ranked, k)
+            ranked = ranked[:k]
+            chunks = store.chunks((cid for cid, _ in ranked), flt)
         d_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
         k_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(keyword)}
         hits = [
@@ -163,19 +153,6 @@ class Retriever:
             chosen.append(best)
             left.remove(best)
         return [pool[i] for i in chosen] + ranked[len(pool):]
-
-
-def word_support(sentence: str, text: str, empty: float = 0.0) -> float:
-    """Share of a sentence's content words found in a text (5-letter prefixes tolerate inflection).
-
-    `empty` is returned when the sentence has no content words.
-    """
-    words = set(content_words(sentence))
-    if not words:
-        return empty
-    found = set(content_words(text))
-    stems = {w[:5] for w in found}
-    return sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems)) / len(words)
 
 
 def keyword_overlap(question: str, texts: list[str]) -> float:

@@ -9,13 +9,13 @@ import pytest
 from ingest.records import Chunk
 from rag.prompt import Block
 from rag.records import Hit, Usage
+from rag.text import split_claims
 from rag.verify import (
     ClaimChecker,
     extract_terms,
     missing_terms,
     parse_judge_reply,
     polarity_conflict,
-    split_claims,
 )
 
 PASSAGE = ("SQLite stores the largest ROWID of an AUTOINCREMENT table in the internal table sqlite_sequence. "
@@ -75,10 +75,13 @@ def test_polarity_is_compared_word_by_word() -> None:
 
 
 def test_split_claims_keeps_citations() -> None:
-    assert split_claims("Etna is high [1]. It is in Sicily [2][3]. [1]", 3) == [
+    def pairs(text: str, n: int) -> list[tuple[str, tuple[int, ...]]]:
+        return [(c.text, c.cited) for c in split_claims(text, n)]
+
+    assert pairs("Etna is high [1]. It is in Sicily [2][3]. [1]", 3) == [
         ("Etna is high.", (1,)), ("It is in Sicily.", (2, 3, 1))]
-    assert split_claims("Bad marker [9].", 2) == [("Bad marker.", ())]
-    assert split_claims("Elements: [1] - Subject: a garden [1] - Style: photorealistic [2]", 2) == [
+    assert pairs("Bad marker [9].", 2) == [("Bad marker.", ())]
+    assert pairs("Elements: [1] - Subject: a garden [1] - Style: photorealistic [2]", 2) == [
         ("Elements:", (1,)), ("- Subject: a garden", (1,)), ("- Style: photorealistic", (2,))]
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from rag.llm.base import register
-from rag.prompt import REFUSAL, Prompt, split_sentences
+from rag.prompt import REFUSAL, Prompt
 from rag.records import Usage
-from rag.retrieve import content_words
+from rag.text import content_words, split_sentences
 
 MAX_SENTENCES = 2
 MIN_SCORE = 0.25

@@ -217,9 +217,14 @@ def test_a_fifo_given_directly_is_refused_not_waited_on(tmp_path: Path, rag_cli)
 
 
 def test_exit_code_1_when_a_path_does_not_exist(tmp_path: Path, rag_cli) -> None:
-    out = rag_cli.run(["ingest", tmp_path / "missing", "--index", tmp_path / "index", "--json"], timeout=60)
+    out = rag_cli.run(["ingest", tmp_path / "missing", "--index", tmp_path / "index"], timeout=60)
     assert out.returncode == 1
     assert out.stdout == "" and out.stderr.strip().endswith("missing: no such file or directory")
+    # With --json the error is a JSON object on stdout (still exit status 1).
+    out = rag_cli.run(["ingest", tmp_path / "missing", "--index", tmp_path / "index", "--json"], timeout=60)
+    assert out.returncode == 1
+    error = json.loads(out.stdout)["error"]
+    assert error["message"].endswith("missing: no such file or directory") and error["code"] == 1
 
 
 def test_oversized_file_is_refused_by_size_before_reading(tmp_path: Path, embedder,

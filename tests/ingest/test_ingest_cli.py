@@ -63,7 +63,9 @@ def test_retrieve_json_lists_hits_best_first_with_provenance(cli_index, rag_cli)
     out = rag_cli.run(["retrieve", "Where is the emergency exit?", "--index", index, "--json", "--k", "3",
                        "--mode", "dense"])
     assert out.returncode == 0, out.stderr
-    hits = json.loads(out.stdout)
+    data = json.loads(out.stdout)
+    assert data["schema_version"] == 1 and data["query"] == "Where is the emergency exit?"
+    hits = data["hits"]
     assert isinstance(hits, list) and len(hits) == 3
     assert all(set(h) == HIT_KEYS for h in hits)
     scores = [h["score"] for h in hits]
@@ -122,8 +124,8 @@ def test_incremental_cli_runs_unchanged_prune_and_access(cli_corpus: Path, rag_c
     tagged = rag_cli.run(["ingest", corpus, "--index", index, "--tenant", "acme", "--tag", "manuals", "--json"])
     assert json.loads(tagged.stdout)["chunks_embedded"] == 0
     conn = sqlite3.connect(index / "store.sqlite")
-    try:
-        assert set(conn.execute("SELECT tenant, tags FROM documents")) == {("acme", '["manuals"]')}
+    try:  # acme gets its own copies; the documents without a tenant stay as they were
+        assert set(conn.execute("SELECT tenant, tags FROM documents")) == {("acme", '["manuals"]'), (None, "[]")}
     finally:
         conn.close()
     assert index_snapshot(index).consistent
@@ -133,9 +135,11 @@ def test_ingest_into_an_index_of_another_model_exits_1(cli_index, cli_corpus: Pa
     index, _ = cli_index
     config = tmp_path / "other.toml"
     config.write_text(f'[embedding]\nmodel = "{tmp_path / "another-model"}"\n')
-    out = rag_cli.run(["--config", config, "ingest", cli_corpus, "--index", index, "--json"])
+    out = rag_cli.run(["--config", config, "ingest", cli_corpus, "--index", index])
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith("error: ") and "'bundled:all-MiniLM-L6-v2'" in out.stderr
+    out = rag_cli.run(["--config", config, "ingest", cli_corpus, "--index", index, "--json"])
+    assert out.returncode == 1 and "'bundled:all-MiniLM-L6-v2'" in json.loads(out.stdout)["error"]["message"]
 
 
 def test_stats_exits_1_on_an_inconsistent_or_missing_index(cli_index, rag_cli, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_a_second_writer_is_refused_while_another_process_holds_the_lock(
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(IndexLockedError, match="being written by another ingest"):
             ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
-        out = rag_cli.run(["ingest", corpus, "--index", index, "--json"])
+        out = rag_cli.run(["ingest", corpus, "--index", index])
         assert out.returncode == 1 and "being written by another ingest" in out.stderr
         assert index_snapshot(index) == before
     finally:
@@ -260,7 +260,7 @@ def test_crash_at_each_step_of_the_commit(tmp_path: Path, embedder, monkeypatch,
     s0 = corpus_hashes(corpus)
     (corpus / "d0.txt").write_text("The tidal clock of Saint-Malo is wound every Sunday.\n\n" + make_text(300, 400))
     s1 = corpus_hashes(corpus)
-    real_save, real_write, real_remove = FaissIndex.save, collection_mod._write_atomic, Collection.remove_stale_files
+    real_save, real_write, real_remove = FaissIndex.save, collection_mod.atomic_write, Collection.remove_stale_files
 
     # 1. An error after the next FAISS file is written but before the SQLite commit: rolled back; the vectors
     #    embedded so far stay cached.
@@ -290,9 +290,9 @@ def test_crash_at_each_step_of_the_commit(tmp_path: Path, embedder, monkeypatch,
     def die(*args, **kwargs):
         os._exit(137)
 
-    monkeypatch.setattr(collection_mod, "_write_atomic", die)
+    monkeypatch.setattr(collection_mod, "atomic_write", die)
     assert _crash_in_child(lambda: ingest_paths([corpus], index, IngestConfig(), embedder=embedder)) == 137
-    monkeypatch.setattr(collection_mod, "_write_atomic", real_write)
+    monkeypatch.setattr(collection_mod, "atomic_write", real_write)
     snap = index_snapshot(index)
     assert snap.documents == s1 and snap.consistent and snap.generation == 2
     assert _manifest_generation(index) == 1  # stale until the next run

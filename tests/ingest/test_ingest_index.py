@@ -16,7 +16,7 @@ from ingest.collection import Collection
 from ingest.config import EmbeddingConfig, IngestConfig
 from ingest.errors import IndexMismatchError
 from ingest.pipeline import ingest_paths
-from ingest.store import SCHEMA_VERSION
+from ingest.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.slow  # embeds with the real model (loaded once per session)
 
@@ -258,15 +258,22 @@ def test_identical_chunks_are_embedded_once(tmp_path: Path, embedder, index_snap
     assert snap.n_vectors == len(unique) and snap.consistent and len(snap.faiss_ids) == len(chunks)
 
 
-def test_new_tenant_or_tags_update_access_without_embedding(tmp_path: Path, corpus: Path, embedder,
-                                                            no_model_loading) -> None:
+def test_another_tenant_gets_its_own_documents_without_embedding(tmp_path: Path, corpus: Path, embedder,
+                                                                 no_model_loading) -> None:
+    """A document is (tenant, source): ingesting the same folder for tenant b adds b's copies and leaves a's
+    alone (they were once silently moved to b); the vectors are cached by text, so nothing is embedded."""
     index = tmp_path / "index"
-    ingest_paths([corpus], index, IngestConfig(), embedder=embedder, tenant="a")
+    first = ingest_paths([corpus], index, IngestConfig(), embedder=embedder, tenant="a")
     report = ingest_paths([corpus], index, IngestConfig(), tenant="b", tags=("manuals",))
-    assert report.chunks_embedded == 0 and len(report.unchanged) == 3 and report.generation == 2
+    assert report.chunks_embedded == 0 and len(report.added) == 3 and report.generation == 2
+    retagged = ingest_paths([corpus], index, IngestConfig(), tenant="b", tags=("guides",))
+    assert retagged.chunks_embedded == 0 and len(retagged.unchanged) == 3 and retagged.chunks_added == 0
     coll = Collection(index)
     try:
-        assert {(d.tenant, d.tags) for d in coll.store.documents()} == {("b", ("manuals",))}
+        docs = coll.store.documents()
+        assert {(d.tenant, d.tags) for d in docs} == {("a", ()), ("b", ("guides",))}
+        assert len(docs) == 6 and coll.store.count("chunks") == 2 * first.chunks_total
+        assert not coll.consistency()
     finally:
         coll.close()
 

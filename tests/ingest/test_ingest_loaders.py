@@ -11,7 +11,8 @@ import pytest
 from pypdf import PdfReader
 
 from ingest.errors import LoaderError
-from ingest.loaders import decode_text, load, long_word_share
+from ingest.loaders import decode_text, load
+from ingest.loaders.pdf import long_word_share
 from ingest.pipeline import scan
 
 MakePdf = Callable[..., Path]

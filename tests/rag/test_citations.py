@@ -16,7 +16,7 @@ def _block(n: int, text: str) -> Block:
 
 def test_parse_markers_and_invalid_numbers():
     out = cite.parse("GANs appeared in 2014 [1]. Diffusion came later [2, 3]. Made up [9].", n_blocks=3)
-    assert [s.text for s in out] == ["GANs appeared in 2014 .", "Diffusion came later .", "Made up ."]
+    assert [s.text for s in out] == ["GANs appeared in 2014.", "Diffusion came later.", "Made up."]
     assert [s.blocks for s in out] == [(1,), (2, 3), ()]
 
 

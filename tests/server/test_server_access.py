@@ -118,6 +118,8 @@ def test_tenant_admin_cannot_touch_other_tenants(server) -> None:
         r = c.post("/v1/documents", files={"files": ("x.md", b"# X\ntext\n")}, data={"tenant": "B"})
         assert r.status_code == 403
         r = c.post("/v1/documents", files={"files": ("x.md", b"# X\ntext\n")})
+        assert r.status_code == 202 and r.json()["tenant"] == "A"  # a key of one tenant adds to that tenant
+        r = c.delete("/v1/documents/rock.md", params={"tenant": "B"})
         assert r.status_code == 403
         r = c.delete("/v1/documents/rock.md")
         assert r.status_code == 404 and "basalt" not in r.text

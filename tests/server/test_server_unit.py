@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from rag.access import AccessStore, RateLimiter
 from rag.config import Config
-from rag.http_schema import ChatMessage, conversation, safe_name
 from rag.records import Answer, Citation
 from rag.server import create_app
+from rag.server.schemas import ChatMessage, conversation, safe_name
 
 DONE = Answer(text="Done [1].", refused=False, citations=(Citation(1, "c1", "a.md", None, "", "Done."),))
 

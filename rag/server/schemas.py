@@ -17,29 +17,29 @@ from rag.records import Answer
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
                 422: "invalid_request_error", 429: "rate_limit_error", 503: "server_busy", 504: "timeout_error"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MODEL_ID = "rag"
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
 
 # --- request bodies -----------------------------------------------------------------------------
-class _Body(BaseModel):
+class QueryBody(BaseModel):
     filters: list[str] = Field(default_factory=list, description="KEY=VALUE: source=GLOB, type=, section=GLOB, tag=")
     k: int | None = Field(None, ge=1, le=100)
     mode: Literal["dense", "keyword", "hybrid"] | None = None
 
 
-class AskBody(_Body):
+class AskBody(QueryBody):
     question: str
     history: list[tuple[str, str]] = Field(default_factory=list, description="earlier (user, assistant) turns")
     verify: bool | None = None
 
 
-class RetrieveBody(_Body):
+class RetrieveBody(QueryBody):
     query: str = Field(validation_alias=AliasChoices("query", "question"))
 
 
@@ -54,7 +54,7 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
-class ChatBody(_Body):
+class ChatBody(QueryBody):
     model: str = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -83,7 +83,7 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]
 def safe_name(name: str) -> str:
     """A file name with no folders and only [A-Za-z0-9._-] (other runs become '_')."""
     base = re.split(r"[\\/]", name or "")[-1]
-    clean = _UNSAFE.sub("_", base).lstrip("._-")[:120]
+    clean = UNSAFE_NAME.sub("_", base).lstrip("._-")[:120]
     if not clean or "." not in clean:
         raise HTTPException(400, f"bad file name {name!r}: it needs a name and an extension")
     return clean
@@ -104,17 +104,13 @@ class Job:
         return asdict(self)
 
 
-class _Busy(Exception):
-    """No answer worker became free in time (503)."""
-
-
-def _extras(a: Answer) -> dict[str, Any]:
+def extras(a: Answer) -> dict[str, Any]:
     """Fields OpenAI clients ignore: the cited passages and whether the system refused."""
     return {"citations": [c.to_dict() for c in a.citations], "refused": a.refused,
             "refusal_reason": a.refusal_reason, "answer": a.text}
 
 
-def _save(upload: UploadFile, target: Path) -> Path:
+def save_upload(upload: UploadFile, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     with open(tmp, "wb") as out:

@@ -1,0 +1,17 @@
+"""The [eval] table of config.toml, validated here (the rag package keeps it as an opaque table)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ingest.config import Settings, validated
+
+
+class EvalConfig(Settings):
+    out: str = "runs/latest"  # run directory of `rag eval` when --out is not given
+    judge: Literal["", "local", "openai"] = ""  # an LLM judge for the claim checks ("" = local checks only)
+
+
+def eval_config(config: Any) -> EvalConfig:
+    """The evaluation settings of a rag Config (its `eval` table)."""
+    return validated(EvalConfig, dict(getattr(config, "eval", {}) or {}), "eval")

@@ -1,0 +1,45 @@
+"""Durable file writes: the one atomic-write helper (temporary sibling, fsync, rename, fsync of the folder)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; on success it is fsync'd and renamed over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never a mix; on an exception the
+    temporary file is removed and `path` is untouched. `mode` sets the file's permission bits.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")  # one writer at a time (the index lock)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None:
+    """Replace `path` with `data` (text is written as UTF-8) atomically and durably."""
+    with atomic_path(path, mode) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)

@@ -1,0 +1,60 @@
+"""Loaders: turn one file into a Document (text sections with provenance), or fail with a clear reason.
+
+One module per format; each exposes `load_<kind>(data, source) -> (title, parts, warnings)`. To add a format,
+write the module and register its extensions in KINDS and its function in LOADERS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ingest.errors import LoaderError
+from ingest.loaders.base import Parts, place, read_bytes
+from ingest.loaders.html import load_html
+from ingest.loaders.markdown import load_markdown
+from ingest.loaders.pdf import load_pdf
+from ingest.loaders.text import decode_text, load_text
+from ingest.records import Document, sha256_hex
+
+KINDS = {
+    ".pdf": "pdf",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "text",
+    ".text": "text",
+    ".rst": "text",
+}
+LOADERS: dict[str, Callable[[bytes, str], Parts]] = {
+    "text": load_text,
+    "markdown": load_markdown,
+    "html": load_html,
+    "pdf": load_pdf,
+}
+
+
+def kind_of(path: Path) -> str | None:
+    """The loader kind for a path's extension, or None when no loader reads it."""
+    return KINDS.get(path.suffix.lower())
+
+
+def load(path: Path, source: str, data: bytes | None = None) -> Document:
+    """Load one file; raises LoaderError naming the file and the reason when it cannot be read."""
+    kind = kind_of(path)
+    if kind is None:
+        raise LoaderError(source, f"unsupported file type {path.suffix!r}; supported: {', '.join(sorted(KINDS))}")
+    if data is None:
+        data = read_bytes(path, source)
+    if not data.strip():
+        raise LoaderError(source, "empty file (0 bytes of text)")
+    title, parts, warnings = LOADERS[kind](data, source)
+    sections = [s for s in place(parts) if s.text.strip()]
+    if not sections:
+        raise LoaderError(source, "no extractable text")
+    return Document(source=source, kind=kind, doc_hash=sha256_hex(data), title=title, sections=tuple(sections),
+                    size=len(data), warnings=tuple(warnings))
+
+
+__all__ = ["KINDS", "LOADERS", "decode_text", "kind_of", "load", "read_bytes"]

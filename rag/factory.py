@@ -1,0 +1,48 @@
+"""The one place that builds real clients from a Config: embedder, LLM backends, claim checker, the index.
+
+Everything else receives what it uses; nothing else opens a model, a network client or an index by itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rag.config import Config
+
+if TYPE_CHECKING:
+    from ingest.collection import Collection
+    from ingest.embedding import Embedder
+    from rag.llm.base import LLM
+    from rag.verify import ClaimChecker
+
+
+def build_embedder(config: Config) -> Embedder:
+    """The configured embedding model (loaded now; the bundled MiniLM by default)."""
+    from ingest.embedding import open_embedder
+
+    return open_embedder(config.ingest.embedding)
+
+
+def build_llm(config: Config, name: str | None = None, embedder: Any = None) -> LLM:
+    """The LLM backend `name` (default: answer.llm), configured from its table."""
+    from rag.llm.base import create
+
+    name = name or config.answer.llm
+    if name == "local":
+        return create("local", config=config.local)
+    if name == "openai":
+        return create("openai", config=config.openai)
+    return create(name, embedder=embedder)
+
+
+def build_checker(config: Config, embedder: Any, judge: Any = None) -> ClaimChecker:
+    """The claim checker answers are verified with (and evaluation scores them with)."""
+    from rag.verify import ClaimChecker
+
+    return ClaimChecker(embedder=embedder, judge=judge)
+
+
+def open_collection(config: Config, readonly: bool = True) -> Collection:
+    from ingest.collection import Collection
+
+    return Collection(config.index_dir, readonly=readonly)

@@ -1,0 +1,59 @@
+"""What the routes of one server share: the open pipeline, access control, limits, worker pools, upload jobs."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from rag.access import AccessStore, RateLimiter
+from rag.api import RAG
+from rag.config import ServerConfig
+
+UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all" = no tenant)
+
+
+@dataclass
+class ServerState:
+    rag: RAG
+    access: AccessStore
+    limiter: RateLimiter
+    answer_pool: ThreadPoolExecutor
+    ingest_pool: ThreadPoolExecutor  # one writer at a time
+    workers: int
+    jobs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.rag.config.server
+
+    @property
+    def uploads(self) -> Path:
+        return self.rag.config.index_dir / UPLOADS
+
+    @classmethod
+    def create(cls, rag: RAG, access: AccessStore) -> ServerState:
+        cfg = rag.config.server
+        # Local and extractive answers are CPU-bound: more threads than cores only thrash; a remote LLM waits on I/O.
+        workers = 32 if rag.config.answer.llm == "openai" else max(2, os.cpu_count() or 2)
+        return cls(rag=rag, access=access, limiter=RateLimiter(cfg.rate_limit_per_minute),
+                   answer_pool=ThreadPoolExecutor(workers, thread_name_prefix="rag-answer"),
+                   ingest_pool=ThreadPoolExecutor(1, thread_name_prefix="rag-ingest"), workers=workers)
+
+    def shutdown(self) -> None:
+        self.answer_pool.shutdown(wait=False, cancel_futures=True)
+        self.ingest_pool.shutdown(wait=True, cancel_futures=True)
+        self.access.flush()
+
+
+def state(request: Request) -> ServerState:
+    return request.app.state.rag
+
+
+def record(request: Request, **info: Any) -> None:
+    """Facts about this request for its audit row (written by the guard when the response ends)."""
+    request.scope.setdefault("rag.audit", {}).update(info)
