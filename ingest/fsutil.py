@@ -43,3 +43,18 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None
     """Replace `path` with `data` (text is written as UTF-8) atomically and durably."""
     with atomic_path(path, mode) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` readable and writable by its owner only (0600) if missing; tighten it, and the SQLite
+    journal files beside it, if an older version left them readable by others (they inherit the file's mode)."""
+    path = Path(path)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = p.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(p, mode & 0o700)
+        except (FileNotFoundError, PermissionError):  # not there, or not ours to change
+            pass
+    return path

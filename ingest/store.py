@@ -13,6 +13,7 @@ from types import EllipsisType
 
 import numpy as np
 
+from ingest.fsutil import private_file
 from ingest.records import Chunk, Document
 from ingest.schema import MIGRATIONS, apply_migrations
 
@@ -84,6 +85,7 @@ class Store:
             uri = f"file:{path}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
         else:
+            private_file(path)  # documents, keys and the audit log: not for other users of the machine
             self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")

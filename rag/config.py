@@ -82,6 +82,8 @@ class ServerConfig(Settings):
     port: int = Field(8000, ge=1, le=65535)
     max_request_bytes: int = Field(10_000_000, ge=1024)
     max_question_chars: int = Field(2000, ge=1)
+    max_history_chars: int = Field(20_000, ge=0)  # earlier turns of a conversation, all together
+    auth_failures_per_minute: int = Field(30, ge=0)  # per client address; 0 = no limit
     rate_limit_per_minute: int = Field(120, ge=0)
     answer_timeout: float = Field(120.0, gt=0)
 

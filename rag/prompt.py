@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -90,13 +91,25 @@ def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Call
     return blocks
 
 
+# An opening or closing document tag in any case and spacing (zero-width and other invisible characters count as
+# spacing), e.g. "</DOCUMENT>", "</document >", "< /document>", "<\u200bdocument".
+_GAP = r"[\s\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]*"
+_TAG = re.compile(rf"<{_GAP}(/{_GAP})?d{_GAP}o{_GAP}c{_GAP}u{_GAP}m{_GAP}e{_GAP}n{_GAP}t", re.IGNORECASE)
+
+
 def _escape(text: str) -> str:
-    return text.replace("</document>", "</ document>").replace("<document", "< document")
+    """Document text or a label as data: it cannot open or close a <document> block (its '<' becomes '&lt;')."""
+    return _TAG.sub(lambda m: "&lt;" + m.group(0)[1:], text)
+
+
+def _attribute(text: str) -> str:
+    """A label inside source="...": no quote can end the attribute, no tag can start."""
+    return _escape(text).replace('"', "&quot;").replace("\n", " ")
 
 
 def render_blocks(blocks: Sequence[Block]) -> str:
     return "\n\n".join(
-        f'<document number="{b.number}" source="{_escape(b.label)}">\n{_escape(b.text)}\n</document>' for b in blocks
+        f'<document number="{b.number}" source="{_attribute(b.label)}">\n{_escape(b.text)}\n</document>' for b in blocks
     )
 
 

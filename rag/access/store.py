@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ingest.fsutil import private_file
 from rag.access import schema
 from rag.access.records import ALL_TENANTS, ROLES, TOKEN_PREFIX, AccessError, ApiKey, AuditEntry, NewKey, check_tenant, hash_token
 
@@ -33,8 +34,8 @@ class AccessStore:
 
     def __init__(self, index_dir: str | Path) -> None:
         directory = Path(index_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / STORE_FILE
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = private_file(directory / STORE_FILE)  # key hashes and asked questions: owner only
         self._db = _connect(self.path)
         schema.migrate(self._db)
         self._lock = threading.Lock()

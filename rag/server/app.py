@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from ingest.config import ConfigError
 from rag.access import AccessStore
 from rag.api import RAG
 from rag.errors import RagError
+from rag.server.deps import Key
 from rag.server.guard import HEADERS, RequestGuard
 from rag.server.routes import chat, documents, native
 from rag.server.routes.native import STATIC
@@ -38,9 +40,14 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
         yield
         st.shutdown()
 
-    app = FastAPI(title="rag", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+    # No public schema or docs pages: /openapi.json is served below, to callers with a key only.
+    app = FastAPI(title="rag", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Grounded question answering over private documents, with citations.")
     app.state.rag = st
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_: Key) -> dict[str, Any]:
+        return app.openapi()
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's subclass and the router's own 404/405
     async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -49,7 +56,7 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         # loc and msg only: the offending input is not echoed back
-        parts = [(".".join(str(p) for p in err["loc"][1:]) or "body") + ": " + err["msg"] for err in e.errors()]
+        parts = [(".".join(str(p)[:40] for p in err["loc"][1:]) or "body") + ": " + err["msg"] for err in e.errors()[:10]]
         ctype = request.headers.get("content-type", "")
         hint = "" if "json" in ctype or "multipart" in ctype else " (send JSON with Content-Type: application/json)"
         return error_response(422, "invalid request: " + "; ".join(parts) + hint)

@@ -19,10 +19,14 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 422: "invalid_request_error", 429: "rate_limit_error", 503: "server_busy", 504: "timeout_error"}
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MODEL_ID = "rag"
+MAX_MESSAGE = 2000
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    if len(message) > MAX_MESSAGE:  # a message may quote a name the client sent: never echo a megabyte back
+        message = message[:MAX_MESSAGE - 1] + "…"
+    message = message.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be sent as UTF-8
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
 
@@ -110,11 +114,23 @@ def extras(a: Answer) -> dict[str, Any]:
             "refusal_reason": a.refusal_reason, "answer": a.text}
 
 
+def private_dir(path: Path) -> Path:
+    """A folder only its owner may list or enter (0700), made if missing, tightened if it was made before."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 def save_upload(upload: UploadFile, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Write an upload to `target` (owner read/write only, 0600, in a 0700 folder), whole or not at all."""
+    private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    with open(tmp, "wb") as out:
-        while block := upload.file.read(1 << 20):
-            out.write(block)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            while block := upload.file.read(1 << 20):
+                out.write(block)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return target

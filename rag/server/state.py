@@ -21,7 +21,8 @@ UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all"
 class ServerState:
     rag: RAG
     access: AccessStore
-    limiter: RateLimiter
+    limiter: RateLimiter  # requests per API key
+    auth_failures: RateLimiter  # failed authentications per client address
     answer_pool: ThreadPoolExecutor
     ingest_pool: ThreadPoolExecutor  # one writer at a time
     workers: int
@@ -41,6 +42,7 @@ class ServerState:
         # Local and extractive answers are CPU-bound: more threads than cores only thrash; a remote LLM waits on I/O.
         workers = 32 if rag.config.answer.llm == "openai" else max(2, os.cpu_count() or 2)
         return cls(rag=rag, access=access, limiter=RateLimiter(cfg.rate_limit_per_minute),
+                   auth_failures=RateLimiter(cfg.auth_failures_per_minute),
                    answer_pool=ThreadPoolExecutor(workers, thread_name_prefix="rag-answer"),
                    ingest_pool=ThreadPoolExecutor(1, thread_name_prefix="rag-ingest"), workers=workers)
 

@@ -1,4 +1,5 @@
-"""A real `rag serve` (uvicorn) subprocess on 127.0.0.1 over a small two-tenant index built here."""
+"""A real `rag serve` (uvicorn) subprocess on 127.0.0.1 over a small two-tenant index built here; and the same app
+in-process (FastAPI's TestClient over `create_app`) for tests that need to reach inside or send many requests."""
 
 from __future__ import annotations
 
@@ -194,3 +195,96 @@ def assert_no_leak(body: str, words: tuple[str, ...] = B_WORDS + UNTENANTED_WORD
 @pytest.fixture()
 def no_leak():  # noqa: ANN201 - the assertion helper
     return assert_no_leak
+
+
+@dataclass
+class InProcess:
+    """`create_app` over a real index (extractive answers), driven by FastAPI's TestClient."""
+
+    app: object
+    client: object  # fastapi.testclient.TestClient, no key
+    rag: object  # rag.api.RAG
+    access: object  # rag.access.AccessStore
+    index: Path
+    keys: dict[str, str]  # reader_a, reader_b, admin
+
+    def as_key(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[name]}"}
+
+
+def build_index(tmp: Path, embedder, corpora: dict[str | None, dict[str, str]]) -> Path:  # noqa: ANN001
+    """An index of `corpora` ({tenant: {file name: text}}) at tmp/index, ingested here."""
+    from rag import api
+    from rag.config import Config
+
+    index = tmp / "index"
+    for tenant, docs in corpora.items():
+        folder = write_docs(tmp / f"docs-{tenant or 'none'}", docs)
+        api.ingest([folder], index, Config(index_dir=index), tenant=tenant, embedder=embedder)
+    return index
+
+
+@contextmanager
+def in_process(index: Path, embedder, client_address: str = "testclient", **server: object) -> Iterator[InProcess]:  # noqa: ANN001
+    """The app over `index` with `server.*` settings overridden (e.g. max_history_chars=100)."""
+    from fastapi.testclient import TestClient
+
+    from rag.access import AccessStore
+    from rag.api import open_pipeline
+    from rag.config import Config
+    from rag.server import create_app
+
+    config = Config(index_dir=index).with_overrides(
+        **{"answer.llm": "extractive", **{f"server.{k}": v for k, v in server.items()}})
+    access = AccessStore(index)
+    keys = {"reader_a": access.create_key("reader A", "reader", ["A"]).token,
+            "reader_b": access.create_key("reader B", "reader", ["B"]).token,
+            "admin": access.create_key("admin", "admin", ["*"]).token}
+    rag = open_pipeline(config=config, embedder=embedder)
+    try:
+        app = create_app(rag, access)
+        with TestClient(app, raise_server_exceptions=False, client=(client_address, 50000)) as client:
+            yield InProcess(app, client, rag, access, index, keys)
+    finally:
+        rag.close()
+        access.close()
+
+
+@pytest.fixture(scope="session")
+def small_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  # noqa: ANN001
+    """The two-tenant corpus of the served index, built once; tests that write to it copy it first."""
+    return build_index(tmp_path_factory.mktemp("small"), embedder, {"A": TENANT_A, "B": TENANT_B, None: UNTENANTED})
+
+
+@pytest.fixture()
+def app_copy(small_index: Path, tmp_path: Path) -> Path:
+    """A private copy of `small_index` for a test that writes (uploads, deletes, keys)."""
+    import shutil
+
+    return Path(shutil.copytree(small_index, tmp_path / "index"))
+
+
+@pytest.fixture(scope="session")
+def make_app(embedder):  # noqa: ANN001, ANN201 - the context manager below
+    """`with make_app(index, **server_settings) as ip:` the app in-process over `index` (see `in_process`)."""
+
+    def run(index: Path, client_address: str = "testclient", **server: object):  # noqa: ANN202
+        return in_process(index, embedder, client_address, **server)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def spawn():  # noqa: ANN201 - the function below
+    """`proc, url, log = spawn(tmp, index, name, **kw)`: a `rag serve` process, ready; the caller stops it."""
+
+    def run(tmp: Path, index: Path, name: str, **kw: object) -> tuple[subprocess.Popen, str, Path]:
+        proc, url, log = start_server(tmp, index, name, **kw)  # type: ignore[arg-type]
+        try:
+            wait_ready(proc, url, log)
+        except BaseException:
+            stop(proc)
+            raise
+        return proc, url, log
+
+    return run

@@ -26,10 +26,11 @@ router = APIRouter()
 async def chat(body: ChatBody, request: Request, key: Key) -> Any:
     """OpenAI-compatible chat; the answer cites [n] and the extra `citations` field lists the passages."""
     if body.model not in (MODEL_ID, ""):
-        raise HTTPException(404, f"model {body.model!r} does not exist; available: {MODEL_ID}")
+        raise HTTPException(404, f"model {body.model[:100]!r} does not exist; available: {MODEL_ID}")
     question, history = conversation(body.messages)
     record(request, question=question)
-    check_question(request, question, body)
+    last = max(i for i, m in enumerate(body.messages) if m.role == "user")  # the question (conversation() checked)
+    check_question(request, question, body, [m.text for i, m in enumerate(body.messages) if i != last])
     items = answer_items(request, question, history, key, body)
     cid, created = "chatcmpl-" + secrets.token_hex(12), int(time.time())
     if not body.stream:

@@ -17,7 +17,7 @@ from ingest.errors import IndexLockedError, IngestError
 from rag.access import AccessError, ApiKey, check_tenant
 from rag.errors import RagError
 from rag.server.deps import Admin
-from rag.server.schemas import UNSAFE_NAME, Job, safe_name, save_upload
+from rag.server.schemas import UNSAFE_NAME, Job, private_dir, safe_name, save_upload
 from rag.server.state import ServerState, record, state
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def upload(request: Request, files: Annotated[list[UploadFile], File(descr
             raise HTTPException(400, f"{n}: unsupported file type; supported: {', '.join(exts)}")
     if len(set(names)) != len(names):
         raise HTTPException(400, "two uploaded files have the same name")
-    folder = st.uploads / (tenant or "_all")
+    folder = private_dir(st.uploads) / (tenant or "_all")
     paths = [await run_in_threadpool(save_upload, f, folder / n) for f, n in zip(files, names, strict=True)]
     job = Job("job_" + secrets.token_hex(8), tenant, names)
     st.jobs[job.id] = job

@@ -36,7 +36,7 @@ def models(_: Key) -> dict[str, Any]:
 async def ask(body: AskBody, request: Request, key: Key) -> dict[str, Any]:
     """The full Answer (text with [n] markers, citations, contexts, timings) as JSON."""
     record(request, question=body.question)
-    check_question(request, body.question, body)
+    check_question(request, body.question, body, [text for turn in body.history for text in turn])
     answer = await final_answer(request, answer_items(request, body.question, body.history, key, body, body.verify))
     audit_answer(request, answer)
     return answer.to_dict()
