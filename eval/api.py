@@ -1,31 +1,51 @@
-"""The evaluation entry point and its composition root: builds the pipeline, LLMs, checker and judge, then runs."""
+"""The evaluation entry points and their composition root: build the pipeline, LLMs and checker, then run.
+
+    evaluate(questions, ...)       answer a question set into a (resumable) run directory and write its reports
+    rewrite_reports(run_dir)       recompute metrics.json and the reports from results.jsonl
+    verify_labelled(items, ...)    score the claim checker and the baselines on labelled answers (`rag verify`)
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from eval import detector, ragas_adapter
+from eval import detector
+from eval.checking import answer_verdicts, checker_detector
+from eval.detection import DetectionReport, Detector, score_detectors
+from eval.labelled import load_items
+from eval.metrics import Metrics
 from eval.questions import load_questions
 from eval.report import write_reports
-from eval.results import EvalResult
-from eval.runner import RunSettings, file_sha256, load_results, run_questions, summarize
+from eval.runner import (
+    MAX_LISTED_SOURCES,
+    METRICS,
+    RESULTS,
+    RUN,
+    RunSettings,
+    file_sha256,
+    load_results,
+    result_line,
+    run_questions,
+    summarize,
+    write_jsonl,
+)
 
 log = logging.getLogger(__name__)
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total), the CLI's progress bar
+CHECKERS = ("configured", "none")  # `rag verify --checker`: the configured claim checker, or baselines only
 
 
 @dataclass(frozen=True)
 class RunSummary:
     out_dir: Path
-    metrics: dict[str, Any]
+    metrics: Metrics
     files: dict[str, Path]
 
 
@@ -33,61 +53,35 @@ def _judge_name(llm: Any) -> str:
     return f"{llm.name}:{llm.model}"
 
 
-@contextmanager
-def ragas_judge(config: Any, use_openai: bool) -> Iterator[ragas_adapter.Judge]:
-    """The ragas judge endpoint: the configured OpenAI-compatible server, else the local model on loopback."""
-    if use_openai:
-        import os
-
-        oc = config.openai
-        key = os.environ.get(oc.api_key_env, "") or "not-needed-on-loopback"
-        yield ragas_adapter.Judge(base_url=oc.base_url, model=oc.model, api_key=key, timeout=oc.timeout * 5)
-        return
-    from eval.llm_server import llama_server
-    from rag.llm.models import resolve_gguf
-
-    lc = config.local
-    with llama_server(resolve_gguf(lc.model), n_ctx=lc.n_ctx, threads=lc.threads) as url:
-        yield ragas_adapter.Judge(base_url=url, model=lc.model)
+def indexed_sources(pipeline: Any) -> tuple[int, tuple[str, ...]]:
+    """How many documents the index holds, and their sources when there are at most MAX_LISTED_SOURCES."""
+    try:
+        store = pipeline.collection.store
+        with store.snapshot():
+            sources = sorted({d.source for d in store.documents()})
+    except Exception as e:  # metrics then judge retrieval applicability from the retrieved hits
+        log.warning("could not list the indexed documents: %s", e)
+        return 0, ()
+    return len(sources), tuple(sources) if len(sources) <= MAX_LISTED_SOURCES else ()
 
 
-def _ragas(out: Path, results: list[EvalResult], config: Any, embedder: Any, use_openai: bool,
-           progress: StageProgress | None) -> dict[str, Any]:
-    """Score answered, answerable questions with ragas; ragas.jsonl makes it resumable like results.jsonl."""
-    samples = [ragas_adapter.Sample(r.id, r.question.question, r.answer, tuple(c.text for c in r.contexts),
-                                    r.question.reference_answer)
-               for r in results if r.answered and r.question.answerable and r.contexts]
-    path = out / "ragas.jsonl"
-    done: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            done[row["id"]] = row
-    todo = [s for s in samples if s.id not in done]
-    judge = None
-    if todo:
-        with ragas_judge(config, use_openai) as judge, open(path, "a", encoding="utf-8") as fh:
-            def keep(row: dict[str, Any]) -> None:
-                fh.write(json.dumps(row) + "\n")
-                fh.flush()
-                done[row["id"]] = row
-
-            base = len(samples) - len(todo)
-            ragas_adapter.score_samples(todo, judge, embedder, done=keep,
-                                        progress=(lambda i, n: progress("ragas", base + i, len(samples)))
-                                        if progress else None)
-    rows = [done[s.id] for s in samples if s.id in done]
-    return ragas_adapter.summarize(rows, judge)
+def _labelled(path: str | Path, checker: Any, split: str | None = None,
+              progress: StageProgress | None = None) -> DetectionReport:
+    items = load_items(path, split)
+    detectors: dict[str, Detector] = {"checker": checker_detector(checker)} if checker is not None else {}
+    return score_detectors(items, detectors, file=str(path), split=split, progress=progress)
 
 
 def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str | Path | None = None,
              out_dir: str | Path | None = None, llm: str | None = None, judge: str | None = None,
-             ragas: bool = False, measure_detector: bool = False, limit: int | None = None,
+             ragas: bool = False, measure_detector: bool = False, labelled: str | Path | None = None,
+             labelled_split: str | None = None, limit: int | None = None,
              progress: StageProgress | None = None) -> RunSummary:
-    """Run a question set against an index into a (resumable) run directory and write its reports."""
+    """Run a question set against an index into a (resumable) run directory and write its reports.
+
+    `measure_detector` also scores the checker on the synthetic set built from the questions (eval/detector.py);
+    `labelled` scores it, and the baselines, on a labelled set of real answers (eval/labelled.py).
+    """
     import rag
     from eval.config import eval_config
     from rag.factory import build_checker, build_llm
@@ -98,15 +92,19 @@ def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str |
     judge = judge if judge is not None else settings_eval.judge
     out = Path(out_dir or settings_eval.out)
     questions = load_questions(questions_file)
+    if labelled is not None:
+        load_items(labelled, labelled_split)  # a bad labelled set fails now, not after the run
     if limit is not None:
         questions = questions[:limit]
     timings: dict[str, float] = {}
+    sections: dict[str, Any] = {}
     with rag.open(config.index_dir, config) as pipeline:
         answer_llm = pipeline.llm
         judge_llm = None
         if judge:
             judge_llm = answer_llm if judge == config.answer.llm else build_llm(config, judge, pipeline.embedder)
         checker = build_checker(config, pipeline.embedder, judge=judge_llm)
+        n_docs, sources = indexed_sources(pipeline)
         settings = RunSettings(
             questions=str(questions_file), questions_sha256=file_sha256(questions_file),
             index=str(Path(config.index_dir).resolve()), llm=config.answer.llm, model=answer_llm.model,
@@ -114,50 +112,70 @@ def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str |
             retrieval_k=max(10, config.retrieval.k),
             settings={"retrieval": config.retrieval.model_dump(), "answer": config.answer.model_dump(),
                       "checker": {k: getattr(checker, k) for k in ("min_similarity", "min_lexical",
-                                                                   "negation_min_similarity", "check_terms")},
-                      "limit": limit})
+                                                                   "negation_min_similarity", "check_terms")
+                                  if hasattr(checker, k)},
+                      "limit": limit},
+            indexed_documents=n_docs, indexed_sources=sources)
         t = time.perf_counter()
         results = run_questions(pipeline, questions, out, settings, checker=checker, llm=answer_llm,
                                 progress=(lambda d, n, _r: progress("answer", d, n)) if progress else None)
         timings["answer_s"] = time.perf_counter() - t
-        extra: dict[str, Any] = {}
         if measure_detector:
             t = time.perf_counter()
             items = detector.build_items(questions, detector.passages(pipeline, questions))
             if progress:
-                progress("detector", 0, len(items))
+                progress("synthetic", 0, len(items))
             score, flagged = detector.evaluate(checker, items)
-            extra["detector"] = score.to_dict()
-            with open(out / "detector_items.jsonl", "w", encoding="utf-8") as fh:
+            sections["synthetic_detector"] = score
+            with open(out / "synthetic_detector_items.jsonl", "w", encoding="utf-8") as fh:
                 for it, f in zip(items, flagged, strict=True):
                     fh.write(json.dumps({**it.to_dict(), "flagged": f}, ensure_ascii=False) + "\n")
             if progress:
-                progress("detector", len(items), len(items))
-            timings["detector_s"] = time.perf_counter() - t
-        if ragas:
+                progress("synthetic", len(items), len(items))
+            timings["synthetic_detector_s"] = time.perf_counter() - t
+        if labelled is not None:
             t = time.perf_counter()
-            extra["ragas"] = _ragas(out, results, config, pipeline.embedder,
-                                    "openai" in (config.answer.llm, judge), progress)
+            sections["labelled_detector"] = _labelled(labelled, checker, labelled_split, progress)
+            timings["labelled_detector_s"] = time.perf_counter() - t
+        if ragas:
+            from eval.ragas_run import score_run
+
+            t = time.perf_counter()
+            sections["ragas"] = score_run(out, results, config, pipeline.embedder,
+                                          "openai" in (config.answer.llm, judge), progress)
             timings["ragas_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    metrics = summarize(results, settings, timings, extra)
+    metrics = summarize(results, settings, timings, **sections)
     files = write_reports(out, metrics, results)
-    files["results"] = out / "results.jsonl"
+    files["results"] = out / RESULTS
     return RunSummary(out, metrics, files)
+
+
+def verify_labelled(items_file: str | Path, *, config: Any = None, split: str | None = None,
+                    checker: str = "configured", progress: StageProgress | None = None) -> DetectionReport:
+    """Precision / recall / F1 of unsupported-sentence detection on a labelled set, for the configured checker
+    (`checker="none"`: the baselines only) and the baselines, on the same items."""
+    if checker not in CHECKERS:
+        raise ValueError(f"unknown checker {checker!r}; valid: {', '.join(CHECKERS)}")
+    load_items(items_file, split)  # a bad file fails before any model is loaded
+    built = None
+    if checker == "configured":
+        import rag
+        from rag.factory import build_checker, build_embedder
+
+        config = config or rag.Config()
+        built = build_checker(config, build_embedder(config))
+    return _labelled(items_file, built, split, progress)
 
 
 def rewrite_reports(run_dir: str | Path, recheck: bool = False, embedder: Any = None) -> RunSummary:
     """Recompute metrics.json and the reports of a run directory from results.jsonl and run.json.
 
-    With `recheck`, the claims of every answer are checked again by the current (local) ClaimChecker first and
+    With `recheck`, the claims of every answer are checked again by the current (local) checker first and
     results.jsonl is rewritten: a run can follow a checker change without answering again.
     """
-    from dataclasses import replace
-
-    from eval.runner import RESULTS, write_jsonl
-
     out = Path(run_dir)
-    settings = RunSettings(**json.loads((out / "run.json").read_text(encoding="utf-8")))
+    settings = RunSettings.from_dict(json.loads((out / RUN).read_text(encoding="utf-8")))
     results = list(load_results(out / RESULTS).values())
     if recheck:
         from rag.config import Config
@@ -165,11 +183,22 @@ def rewrite_reports(run_dir: str | Path, recheck: bool = False, embedder: Any = 
 
         config = Config()
         checker = build_checker(config, embedder or build_embedder(config))
-        results = [replace(r, verdicts=tuple(checker.check_answer(r.question.question, r.answer,
-                                                                  [c.text for c in r.contexts])))
+        results = [replace(r, verdicts=answer_verdicts(checker, r.question.question, r.answer,
+                                                       [c.text for c in r.contexts]), check_error="")
                    if r.answered else r for r in results]
-        write_jsonl(out / RESULTS, [r.to_dict() for r in results])
-    old = json.loads((out / "metrics.json").read_text(encoding="utf-8")) if (out / "metrics.json").exists() else {}
-    extra = {k: old[k] for k in ("detector", "ragas") if k in old}
-    metrics = summarize(results, settings, old.get("timings", {}), extra)
+        write_jsonl(out / RESULTS, [result_line(r) for r in results])
+    sections: dict[str, Any] = {}
+    if (out / METRICS).exists():
+        old = json.loads((out / METRICS).read_text(encoding="utf-8"))
+        try:
+            previous = Metrics.from_dict(old)
+            sections = {"synthetic_detector": previous.synthetic_detector,
+                        "labelled_detector": previous.labelled_detector, "ragas": previous.ragas}
+        except (ValueError, KeyError, TypeError) as e:  # an older metrics.json: its optional sections are not kept
+            log.warning("%s: optional sections not carried over (%s)", out / METRICS, e)
+        timings = {k: v for k, v in old.get("timings", {}).items()
+                   if isinstance(v, int | float) and k not in ("answer_mean_s", "answer_p50_s", "answer_p95_s")}
+    else:
+        timings = {}
+    metrics = summarize(results, settings, timings, **sections)
     return RunSummary(out, metrics, write_reports(out, metrics, results))

@@ -13,3 +13,7 @@ class QuestionError(EvalError):
 
 class RunError(EvalError):
     """A run directory cannot be used (missing, or made with another question set, index or model)."""
+
+
+class LabelledSetError(EvalError):
+    """A labelled set (the `rag verify` format) is missing or malformed (the message gives file:line)."""

@@ -1,152 +1,52 @@
-"""Metrics: retrieval (hit@k, MRR, nDCG), answer quality (keywords, token F1), faithfulness, refusal.
+"""Run metrics as typed records: retrieval, answers, hallucination, refusal (with its trade-off curve), counts.
 
-Definitions (every rate is over the questions it names; None when that set is empty):
+Definitions (every rate is over the questions it names; None when that set is empty). No missing or failed
+value counts as a success:
 
+* Errored questions (answering failed) stay in every rate they belong to, as failures: a retrieval miss unless
+  retrieval itself worked, a wrong answer (keyword accuracy, token F1 0), an unanswerable question not refused,
+  an answerable question falsely refused, and a hallucinated answer. They are also counted in counts.errors.
 * A retrieved hit is *relevant* when its source is a reference source of the question (the hit's source equals
-  it, or ends with "/" + it, so an index built from a parent folder still matches) and, when the reference
-  gives a page (PDFs), the hit is on that page.
-* hit@k: share of answerable questions with a relevant hit among the first k. MRR@10: mean of 1/rank of the
-  first relevant hit (0 when none in the top 10). nDCG@10: binary gains over *reference places*: a hit earns
-  gain 1 when it matches a reference (source, page) entry not matched by an earlier hit, discounted by
-  1/log2(rank+1); the ideal ranking matches every reference entry in the first ranks. (Every chunk of a relevant
-  file is relevant, so counting places rather than chunks keeps single-document corpora from scoring 1 trivially
-  on nDCG.)
-* keyword_accuracy: share of answerable questions whose answer (refusals count as wrong) contains every answer
-  keyword, case-insensitive, whitespace-normalised.
-* token_f1: SQuAD token F1 of answer vs reference answer (lower case, punctuation, articles and [n] markers
-  removed), averaged over answerable questions; refusals score 0.
-* faithfulness: mean over answered (not refused) questions with at least one checked claim of
-  supported claims / claims.
-* hallucination_rate: of all answers given (not refused, any question), the share that hallucinate:
-    (A + U) / (answered answerable + answered unanswerable), where
-    A = answered answerable questions with >= 1 unsupported claim,
-    U = answered unanswerable questions (any answer to them is made up).
-  Its two parts are reported separately under "hallucination": unsupported_answer_rate = A / answered
-  answerable, and unanswerable_answered_rate = U / unanswerable questions.
-* unanswerable_refusal_rate: refused unanswerable / unanswerable. false_refusal_rate: refused answerable /
-  answerable.
-Results whose answering failed (`error`) are left out of every metric and counted under counts.errors.
+  it, or ends with "/" + it) and, when the reference gives a page (PDFs), the hit is on that page.
+* retrieval: hit@k: share of answerable questions with a relevant hit among the first k. MRR@10: mean of
+  1/rank of the first relevant hit (0 when none in the top 10). nDCG@10: binary gains over reference places
+  (a hit earns gain 1 when it matches a reference (source, page) not matched by an earlier hit). Not applicable
+  (`applicable` false, values None, `reason` says why) when every answerable question's page-less reference
+  sources cover every indexed file, e.g. a single-file corpus: any ranking would score 1.0.
+* answer.keyword_accuracy: share of answerable questions whose final answer text (without [n] markers)
+  contains every answer keyword as a whole word (regex (?<!\\w)KEYWORD(?!\\w), case-insensitive, whitespace-
+  normalised); refusals and errors are wrong. answer.token_f1: SQuAD token F1 against the reference answer,
+  0 for refusals and errors. answer.faithfulness: mean of supported / checked claims over answers with at least
+  one checked claim; answers without any are "unchecked" (counted, never faithful).
+* hallucination.rate: hallucinated answers / answers, where answers = answered questions + errored ones, and an
+  answer is hallucinated when it answers an unanswerable question, has an unsupported claim, has no checked
+  claim (unchecked), or errored. unsupported_answer_rate: the same over answerable questions only;
+  unanswerable_answered_rate: (answered + errored unanswerable) / unanswerable.
+* refusal.unanswerable_refusal_rate: refused unanswerable / unanswerable. refusal.false_refusal_rate:
+  (refused + errored answerable) / answerable. refusal.curve: see eval/curve.py.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import statistics
-import string
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from eval.questions import Source
+from eval.curve import RefusalCurve, refusal_curve
+from eval.detection import DetectionReport
+from eval.detector import Score as SyntheticScore
+from eval.questions import Question
+from eval.results import EvalResult
+from eval.scores import QuestionScores, matches, question_scores
 
-if TYPE_CHECKING:
-    from eval.results import EvalResult, Retrieved
-    from rag.records import ClaimVerdict
-
+SCHEMA_VERSION = 2  # of metrics.json; bumped when its shape changes incompatibly
 K_VALUES = (1, 5, 10)
-_MARK = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
 
 
-# -- retrieval ----------------------------------------------------------------------------------------------------
-
-def matches(source: str, page: int | None, ref: Source) -> bool:
-    """Whether a hit (source, page) is at a reference place."""
-    same = source == ref.source or source.endswith("/" + ref.source)
-    return same and (ref.page is None or page == ref.page)
-
-
-def relevance(retrieved: Sequence[Retrieved], refs: Sequence[Source]) -> list[bool]:
-    """Per retrieved hit (in rank order): is it relevant?"""
-    return [any(matches(r.source, r.page, ref) for ref in refs) for r in retrieved]
-
-
-def first_relevant_rank(rel: Sequence[bool]) -> int | None:
-    """1-based rank of the first relevant hit, None when there is none."""
-    return next((i for i, r in enumerate(rel, start=1) if r), None)
-
-
-def hit_at(rel: Sequence[bool], k: int) -> float:
-    return 1.0 if any(rel[:k]) else 0.0
-
-
-def mrr_at(rel: Sequence[bool], k: int = 10) -> float:
-    rank = first_relevant_rank(rel[:k])
-    return 1.0 / rank if rank else 0.0
-
-
-def ndcg_at(retrieved: Sequence[Retrieved], refs: Sequence[Source], k: int = 10) -> float:
-    """nDCG@k with binary gains over distinct reference places (see the module docstring)."""
-    if not refs:
-        return 0.0
-    matched: set[int] = set()
-    dcg = 0.0
-    for rank, r in enumerate(retrieved[:k], start=1):
-        new = [i for i, ref in enumerate(refs) if i not in matched and matches(r.source, r.page, ref)]
-        if new:
-            matched.add(new[0])
-            dcg += 1.0 / math.log2(rank + 1)
-    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(refs), k) + 1))
-    return dcg / ideal
-
-
-# -- answers ------------------------------------------------------------------------------------------------------
-
-def _squash(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def keywords_present(answer: str, keywords: Sequence[str]) -> bool:
-    """Every keyword occurs in the answer (case-insensitive, whitespace-normalised)."""
-    text = _squash(answer)
-    return all(_squash(k) in text for k in keywords)
-
-
-def normalize_tokens(text: str) -> list[str]:
-    """SQuAD-style: lower case, citation markers, punctuation and articles removed."""
-    text = _MARK.sub(" ", text.lower()).translate(_PUNCT)
-    return _ARTICLES.sub(" ", text).split()
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    pred, ref = normalize_tokens(prediction), normalize_tokens(reference)
-    if not pred or not ref:
-        return float(pred == ref)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def faithfulness(verdicts: Sequence[ClaimVerdict]) -> float | None:
-    """Supported claims / claims (None when nothing was checked)."""
-    if not verdicts:
-        return None
-    return sum(v.supported for v in verdicts) / len(verdicts)
-
-
-# -- per question and aggregate -----------------------------------------------------------------------------------
-
-def question_scores(r: EvalResult) -> dict[str, Any]:
-    """The per-question figures the aggregates are made of (also written to results.jsonl)."""
-    q = r.question
-    if r.error:
-        return {"error": True}
-    out: dict[str, Any] = {"answered": r.answered}
-    if q.answerable:
-        rel = relevance(r.retrieved, q.reference_sources)
-        out.update(first_relevant_rank=first_relevant_rank(rel[:10]), ndcg10=round(ndcg_at(r.retrieved,
-                   q.reference_sources), 6))
-        out["keywords_ok"] = r.answered and keywords_present(r.answer, q.answer_keywords)
-        out["token_f1"] = round(token_f1(r.answer, q.reference_answer), 6) if r.answered else 0.0
-    f = faithfulness(r.verdicts) if r.answered else None
-    out["faithfulness"] = None if f is None else round(f, 6)
-    out["unsupported_claims"] = sum(not v.supported for v in r.verdicts) if r.answered else 0
-    out["hallucinated"] = r.answered and (not q.answerable or out["unsupported_claims"] > 0)
-    return out
+def _rate(num: float, den: int) -> float | None:
+    return round(num / den, 6) if den else None
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -154,70 +54,248 @@ def _mean(values: Iterable[float]) -> float | None:
     return round(sum(vals) / len(vals), 6) if vals else None
 
 
-def _rate(num: int, den: int) -> float | None:
-    return round(num / den, 6) if den else None
+@dataclass(frozen=True)
+class RetrievalMetrics:
+    applicable: bool
+    reason: str = ""  # why not applicable
+    questions: int = 0  # answerable questions scored
+    hit_at_1: float | None = None
+    hit_at_5: float | None = None
+    hit_at_10: float | None = None
+    mrr_at_10: float | None = None
+    ndcg_at_10: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applicable": self.applicable, "reason": self.reason, "questions": self.questions,
+                "hit@1": self.hit_at_1, "hit@5": self.hit_at_5, "hit@10": self.hit_at_10,
+                "mrr@10": self.mrr_at_10, "ndcg@10": self.ndcg_at_10}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RetrievalMetrics:
+        return cls(d["applicable"], d.get("reason", ""), d.get("questions", 0), d.get("hit@1"), d.get("hit@5"),
+                   d.get("hit@10"), d.get("mrr@10"), d.get("ndcg@10"))
 
 
-def aggregate(results: Sequence[EvalResult]) -> dict[str, Any]:
-    """The metric sections of metrics.json (n, retrieval, answer, faithfulness, hallucination, refusal, counts)."""
-    ok = [r for r in results if not r.error]
-    ans = [r for r in ok if r.question.answerable]
-    una = [r for r in ok if not r.question.answerable]
-    rels = [relevance(r.retrieved, r.question.reference_sources) for r in ans]
-    retrieval = {f"hit@{k}": _mean(hit_at(rel, k) for rel in rels) for k in K_VALUES}
-    retrieval["mrr@10"] = _mean(mrr_at(rel, 10) for rel in rels)
-    retrieval["ndcg@10"] = _mean(ndcg_at(r.retrieved, r.question.reference_sources, 10) for r in ans)
-    answered_ans = [r for r in ans if r.answered]
-    answered_una = [r for r in una if r.answered]
-    unsupported = [r for r in answered_ans if any(not v.supported for v in r.verdicts)]
-    faith = [f for f in (faithfulness(r.verdicts) for r in ok if r.answered) if f is not None]
-    return {
-        "n": len(results),
-        "retrieval": retrieval,
-        "answer": {
-            "keyword_accuracy": _mean(float(r.answered and keywords_present(r.answer, r.question.answer_keywords))
-                                      for r in ans),
-            "token_f1": _mean(token_f1(r.answer, r.question.reference_answer) if r.answered else 0.0 for r in ans),
-        },
-        "faithfulness": _mean(faith),
-        "hallucination_rate": _rate(len(unsupported) + len(answered_una), len(answered_ans) + len(answered_una)),
-        "hallucination": {
-            "unsupported_answer_rate": _rate(len(unsupported), len(answered_ans)),
-            "unanswerable_answered_rate": _rate(len(answered_una), len(una)),
-            "answers": len(answered_ans) + len(answered_una),
-            "hallucinated_answers": len(unsupported) + len(answered_una),
-        },
-        "refusal": {
-            "unanswerable_refusal_rate": _rate(sum(r.refused for r in una), len(una)),
-            "false_refusal_rate": _rate(sum(r.refused for r in ans), len(ans)),
-        },
-        "counts": {"questions": len(results), "answerable": len(ans), "unanswerable": len(una),
-                   "answered": len(answered_ans) + len(answered_una), "refused": sum(r.refused for r in ok),
-                   "errors": len(results) - len(ok), "claims": sum(len(r.verdicts) for r in ok if r.answered)},
-    }
+@dataclass(frozen=True)
+class AnswerMetrics:
+    keyword_accuracy: float | None = None
+    token_f1: float | None = None
+    faithfulness: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AnswerMetrics:
+        return cls(**d)
 
 
-def by_type(results: Sequence[EvalResult]) -> dict[str, dict[str, float | int | None]]:
+@dataclass(frozen=True)
+class HallucinationMetrics:
+    rate: float | None = None
+    unsupported_answer_rate: float | None = None
+    unanswerable_answered_rate: float | None = None
+    answers: int = 0  # answered questions + errored ones
+    hallucinated_answers: int = 0
+    unchecked_answers: int = 0  # answered, no claim checked (counted as hallucinated)
+    errors: int = 0  # errored questions (counted as hallucinated)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HallucinationMetrics:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RefusalMetrics:
+    unanswerable_refusal_rate: float | None = None
+    false_refusal_rate: float | None = None
+    curve: RefusalCurve | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unanswerable_refusal_rate": self.unanswerable_refusal_rate,
+                "false_refusal_rate": self.false_refusal_rate, "curve": self.curve.to_dict() if self.curve else None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RefusalMetrics:
+        curve = d.get("curve")
+        return cls(d.get("unanswerable_refusal_rate"), d.get("false_refusal_rate"),
+                   RefusalCurve.from_dict(curve) if curve else None)
+
+
+@dataclass(frozen=True)
+class Counts:
+    questions: int = 0
+    answerable: int = 0
+    unanswerable: int = 0
+    answered: int = 0
+    refused: int = 0
+    errors: int = 0
+    claims: int = 0
+    unchecked_answers: int = 0
+    check_errors: int = 0  # answers whose claim check failed (they are among the unchecked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Counts:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TypeMetrics:
+    """Figures for the questions of one `type` (as the question file names it; "" when it gives none)."""
+
+    n: int
+    errors: int = 0
+    keyword_accuracy: float | None = None
+    token_f1: float | None = None
+    faithfulness: float | None = None
+    refusal_rate: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TypeMetrics:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Everything metrics.json holds; `to_dict()` is its documented shape (eval/README.md)."""
+
+    counts: Counts
+    retrieval: RetrievalMetrics
+    answer: AnswerMetrics
+    hallucination: HallucinationMetrics
+    refusal: RefusalMetrics
+    by_type: Mapping[str, TypeMetrics] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)  # the run's settings (run.json)
+    timings: Mapping[str, float | None] = field(default_factory=dict)
+    synthetic_detector: SyntheticScore | None = None  # `rag eval --detector`
+    labelled_detector: DetectionReport | None = None  # `rag eval --labelled FILE`
+    ragas: Mapping[str, Any] | None = None  # `rag eval --ragas` (eval/ragas_adapter.py's summary)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION, "counts": self.counts.to_dict(), "retrieval": self.retrieval.to_dict(),
+            "answer": self.answer.to_dict(), "hallucination": self.hallucination.to_dict(),
+            "refusal": self.refusal.to_dict(), "by_type": {k: v.to_dict() for k, v in self.by_type.items()}}
+        if self.synthetic_detector is not None:
+            d["synthetic_detector"] = self.synthetic_detector.to_dict()
+        if self.labelled_detector is not None:
+            d["labelled_detector"] = self.labelled_detector.to_dict()
+        if self.ragas is not None:
+            d["ragas"] = dict(self.ragas)
+        return {**d, "config": dict(self.config), "timings": dict(self.timings)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Metrics:
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"metrics.json schema_version {d.get('schema_version')!r} is not {SCHEMA_VERSION}; "
+                             "rewrite the reports of that run (eval.api.rewrite_reports)")
+        syn, lab = d.get("synthetic_detector"), d.get("labelled_detector")
+        return cls(
+            counts=Counts.from_dict(d["counts"]), retrieval=RetrievalMetrics.from_dict(d["retrieval"]),
+            answer=AnswerMetrics.from_dict(d["answer"]), hallucination=HallucinationMetrics.from_dict(d["hallucination"]),
+            refusal=RefusalMetrics.from_dict(d["refusal"]),
+            by_type={k: TypeMetrics.from_dict(v) for k, v in d.get("by_type", {}).items()},
+            config=dict(d.get("config", {})), timings=dict(d.get("timings", {})),
+            synthetic_detector=SyntheticScore.from_dict(syn) if syn else None,
+            labelled_detector=DetectionReport.from_dict(lab) if lab else None, ragas=d.get("ragas"))
+
+
+# -- aggregation --------------------------------------------------------------------------------------------------
+
+def retrieval_scope(questions: Sequence[Question], indexed_sources: Sequence[str]) -> str:
+    """Why retrieval metrics say nothing about the ranking ('' when they do): no answerable question, or every
+    answerable question's page-less reference sources cover every indexed file (e.g. a single-file corpus)."""
+    ans = [q for q in questions if q.answerable]
+    if not ans:
+        return "no answerable questions"
+    if not indexed_sources:
+        return ""
+    if all(any(ref.page is None and matches(s, None, ref) for ref in q.reference_sources)
+           for q in ans for s in indexed_sources):
+        shown = ", ".join(list(indexed_sources)[:3]) + (", ..." if len(indexed_sources) > 3 else "")
+        return (f"every answerable question's reference sources cover all {len(indexed_sources)} indexed file(s) "
+                f"({shown}): any ranking puts a relevant passage first, so hit@k, MRR and nDCG would be 1.0")
+    return ""
+
+
+def _retrieval(pairs: Sequence[tuple[EvalResult, QuestionScores]], indexed_sources: Sequence[str]) -> RetrievalMetrics:
+    ans = [(r, s) for r, s in pairs if r.question.answerable]
+    seen = indexed_sources or sorted({h.source for r, _ in pairs for h in r.retrieved})
+    reason = retrieval_scope([r.question for r, _ in pairs], seen)
+    if reason:
+        return RetrievalMetrics(False, reason, len(ans))
+    ranks = [s.first_relevant_rank for _, s in ans]
+    hits = [_mean(float(rank is not None and rank <= k) for rank in ranks) for k in K_VALUES]
+    return RetrievalMetrics(True, "", len(ans), *hits, _mean(1.0 / rank if rank else 0.0 for rank in ranks),
+                            _mean(s.ndcg10 or 0.0 for _, s in ans))
+
+
+def _curve(results: Sequence[EvalResult], refusal_threshold: float | None) -> RefusalCurve | None:
+    scored = [r for r in results if not r.error and r.answerability is not None]
+    if not scored:
+        return None
+    kinds = "|".join(sorted({r.answerability_source or "score" for r in scored}))
+    return refusal_curve([(float(r.answerability), r.question.answerable) for r in scored],  # type: ignore[arg-type]
+                         refusal_threshold, kinds, without_score=len(results) - len(scored))
+
+
+def by_type(pairs: Sequence[tuple[EvalResult, QuestionScores]]) -> dict[str, TypeMetrics]:
     """Keyword accuracy, token F1, faithfulness and refusal rate per question type."""
-    out: dict[str, dict[str, float | int | None]] = {}
-    for qtype in sorted({r.question.type for r in results if not r.error}):
-        group = [r for r in results if not r.error and r.question.type == qtype]
-        answerable = [r for r in group if r.question.answerable]
-        faith = [f for f in (faithfulness(r.verdicts) for r in group if r.answered) if f is not None]
-        out[qtype] = {
-            "n": len(group),
-            "keyword_accuracy": _mean(float(r.answered and keywords_present(r.answer, r.question.answer_keywords))
-                                      for r in answerable),
-            "token_f1": _mean(token_f1(r.answer, r.question.reference_answer) if r.answered else 0.0
-                              for r in answerable),
-            "faithfulness": _mean(faith),
-            "refusal_rate": _rate(sum(r.refused for r in group), len(group)),
-        }
+    out: dict[str, TypeMetrics] = {}
+    for qtype in sorted({r.question.type for r, _ in pairs}):
+        group = [(r, s) for r, s in pairs if r.question.type == qtype]
+        ans = [s for r, s in group if r.question.answerable]
+        out[qtype] = TypeMetrics(
+            n=len(group), errors=sum(s.error for _, s in group),
+            keyword_accuracy=_mean(float(bool(s.keywords_ok)) for s in ans),
+            token_f1=_mean(s.token_f1 or 0.0 for s in ans),
+            faithfulness=_mean(s.faithfulness for _, s in group if s.faithfulness is not None),
+            refusal_rate=_rate(sum(s.refused for _, s in group), len(group)))
     return out
 
 
+def aggregate(results: Sequence[EvalResult], *, indexed_sources: Sequence[str] = (),
+              refusal_threshold: float | None = None) -> Metrics:
+    """The metric sections of a run (config, timings and optional sections are added by the runner)."""
+    pairs = [(r, question_scores(r)) for r in results]
+    ans = [s for r, s in pairs if r.question.answerable]
+    una = [s for r, s in pairs if not r.question.answerable]
+    answers = [s for _, s in pairs if s.answered or s.error]
+    counts = Counts(
+        questions=len(results), answerable=len(ans), unanswerable=len(una),
+        answered=sum(s.answered for _, s in pairs), refused=sum(s.refused for _, s in pairs),
+        errors=sum(s.error for _, s in pairs), claims=sum(s.claims for _, s in pairs),
+        unchecked_answers=sum(s.unchecked for _, s in pairs),
+        check_errors=sum(bool(r.check_error) for r, s in pairs if s.answered))
+    answer = AnswerMetrics(
+        keyword_accuracy=_mean(float(bool(s.keywords_ok)) for s in ans), token_f1=_mean(s.token_f1 or 0.0 for s in ans),
+        faithfulness=_mean(s.faithfulness for _, s in pairs if s.faithfulness is not None))
+    ans_answers = [s for s in ans if s.answered or s.error]
+    hallucination = HallucinationMetrics(
+        rate=_rate(sum(s.hallucinated for s in answers), len(answers)),
+        unsupported_answer_rate=_rate(sum(s.hallucinated for s in ans_answers), len(ans_answers)),
+        unanswerable_answered_rate=_rate(sum(s.answered or s.error for s in una), len(una)),
+        answers=len(answers), hallucinated_answers=sum(s.hallucinated for s in answers),
+        unchecked_answers=counts.unchecked_answers, errors=counts.errors)
+    refusal = RefusalMetrics(
+        unanswerable_refusal_rate=_rate(sum(s.refused for s in una), len(una)),
+        false_refusal_rate=_rate(sum(s.refused or s.error for s in ans), len(ans)),
+        curve=_curve(results, refusal_threshold))
+    return Metrics(counts=counts, retrieval=_retrieval(pairs, indexed_sources), answer=answer,
+                   hallucination=hallucination, refusal=refusal, by_type=by_type(pairs))
+
+
 def timing_summary(results: Sequence[EvalResult]) -> dict[str, float | None]:
-    """Mean, median and 95th percentile of the per-question answer time (seconds)."""
+    """Mean, median and 95th percentile of the per-question answer time (seconds; errored questions left out)."""
     totals = sorted(r.timings.get("total", 0.0) for r in results if not r.error and r.timings)
     if not totals:
         return {"answer_mean_s": None, "answer_p50_s": None, "answer_p95_s": None}

@@ -1,11 +1,15 @@
-"""The record of one evaluated question, as written to results.jsonl (one JSON object a line)."""
+"""The record of one evaluated question, as written to results.jsonl (one JSON object a line).
+
+This module knows nothing of metrics: the runner adds each line's derived `scores` (eval/scores.py) when it
+writes the line, and reading a line back ignores them (they are recomputed), so records sit below metrics.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from eval.questions import Question, Source, parse_question
+from eval.questions import Question, Source
 from rag.records import Citation, ClaimVerdict
 
 
@@ -42,7 +46,7 @@ class Context:
 @dataclass(frozen=True)
 class EvalResult:
     question: Question
-    answer: str = ""
+    answer: str = ""  # the final Answer text: what the user sees, and what keywords and claims are scored on
     refused: bool = False
     refusal_reason: str = ""
     citations: tuple[Citation, ...] = ()
@@ -52,7 +56,10 @@ class EvalResult:
     model: str = ""
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    error: str = ""  # set when answering failed; such results are left out of the metrics and retried on resume
+    error: str = ""  # answering failed: counted against every rate (see eval/metrics.py), retried on resume
+    check_error: str = ""  # checking the answer's claims failed: the answer counts as unchecked
+    answerability: float | None = None  # how likely the passages answer the question (higher = more likely)
+    answerability_source: str = ""  # "answerability" (the answer path's score) or "best_dense" (the fallback)
 
     @property
     def id(self) -> str:
@@ -63,11 +70,10 @@ class EvalResult:
         return not self.error and not self.refused
 
     def to_dict(self) -> dict[str, Any]:
-        from eval.metrics import question_scores
-
+        q = self.question.to_dict()
         return {
             "id": self.id,
-            **{k: v for k, v in self.question.to_dict().items() if k != "id"},
+            **{k: v for k, v in q.items() if k != "id"},
             "answer": self.answer,
             "refused": self.refused,
             "refusal_reason": self.refusal_reason,
@@ -79,16 +85,17 @@ class EvalResult:
             "usage": self.usage,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "error": self.error,
-            "scores": question_scores(self),
+            "check_error": self.check_error,
+            "answerability": None if self.answerability is None else round(self.answerability, 6),
+            "answerability_source": self.answerability_source,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "result") -> EvalResult:
-        """The inverse of to_dict (derived `scores` are recomputed, not read)."""
-        q = parse_question({k: d[k] for k in ("id", "question", "reference_answer", "answer_keywords",
-                                              "reference_sources", "answerable", "type")}, where)
+        """The inverse of to_dict (derived `scores`, when present, are recomputed, not read)."""
+        score = d.get("answerability")
         return cls(
-            question=q,
+            question=Question.from_dict(d, where),
             answer=d.get("answer", ""),
             refused=bool(d.get("refused", False)),
             refusal_reason=d.get("refusal_reason", ""),
@@ -100,6 +107,9 @@ class EvalResult:
             usage=dict(d.get("usage", {})),
             timings=dict(d.get("timings", {})),
             error=d.get("error", ""),
+            check_error=d.get("check_error", ""),
+            answerability=None if score is None else float(score),
+            answerability_source=d.get("answerability_source", ""),
         )
 
 

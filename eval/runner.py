@@ -14,14 +14,18 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eval.checking import answer_verdicts
+from eval.detection import DetectionReport
+from eval.detector import Score as SyntheticScore
 from eval.errors import RunError
-from eval.metrics import aggregate, question_scores, timing_summary
+from eval.metrics import Metrics, aggregate, timing_summary
 from eval.questions import Question
 from eval.results import Context, EvalResult, Retrieved
+from eval.scores import question_scores
 
 if TYPE_CHECKING:
     from rag.api import RAG
@@ -48,9 +52,22 @@ class RunSettings:
     embedding_model: str = ""
     retrieval_k: int = 10
     settings: dict[str, Any] = field(default_factory=dict)  # retrieval/answer/checker settings, for the record
+    indexed_documents: int = 0  # documents in the index (0: not known)
+    # Their sources when there are at most MAX_LISTED_SOURCES (all that deciding whether retrieval metrics apply
+    # needs: no question references more files than that); () otherwise.
+    indexed_sources: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["indexed_sources"] = list(self.indexed_sources)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSettings:
+        return cls(**{**d, "indexed_sources": tuple(d.get("indexed_sources", ()))})
+
+
+MAX_LISTED_SOURCES = 20
 
 
 def file_sha256(path: str | Path) -> str:
@@ -95,6 +112,11 @@ def load_results(path: str | Path) -> dict[str, EvalResult]:
     return out
 
 
+def result_line(result: EvalResult) -> dict[str, Any]:
+    """A results.jsonl line: the result and its derived per-question scores."""
+    return {**result.to_dict(), "scores": question_scores(result).to_dict()}
+
+
 class ResultWriter:
     """Appends one result per line and makes it durable (flush + fsync) before the next question starts."""
 
@@ -103,7 +125,7 @@ class ResultWriter:
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, result: EvalResult) -> None:
-        self._fh.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        self._fh.write(json.dumps(result_line(result), ensure_ascii=False) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -130,31 +152,54 @@ def open_run(out_dir: str | Path, settings: RunSettings) -> Path:
 
 # -- answering ----------------------------------------------------------------------------------------------------
 
+def _retrieved(hits: Sequence[Any]) -> tuple[Retrieved, ...]:
+    return tuple(Retrieved(i, h.chunk.source, h.chunk.page, h.chunk.chunk_id, h.score)
+                 for i, h in enumerate(hits, start=1))
+
+
+def answerability_of(answer: Any) -> tuple[float | None, str]:
+    """The answer's answerability score and its name: the answer path's `evidence.answerability` when it has one,
+    else the best dense similarity; (None, "") when the answer carries no evidence."""
+    evidence = getattr(answer, "evidence", None)
+    if evidence is None:
+        return None, ""
+    score = getattr(evidence, "answerability", None)
+    if score is not None:
+        return float(score), "answerability"
+    return float(evidence.best_dense), "best_dense"
+
+
 def evaluate_question(pipeline: RAG, question: Question, checker: ClaimChecker | None, llm: Any = None,
                       k: int = 10) -> EvalResult:
-    """Retrieve (top k, for the retrieval metrics), answer, and check the answer's claims."""
+    """Retrieve (top k, for the retrieval metrics), answer, and check the claims of the final answer text."""
     t0 = time.perf_counter()
+    hits: list[Any] = []
     try:
         hits = pipeline.retrieve(question.question, k=k)
         t_search = time.perf_counter() - t0
         answer = pipeline.ask(question.question, llm=llm)
     except Exception as e:  # recorded and retried on resume; one failing question must not end the run
         log.warning("%s: answering failed: %s", question.id, e)
-        return EvalResult(question=question, error=f"{type(e).__name__}: {e}")
-    retrieved = tuple(Retrieved(i, h.chunk.source, h.chunk.page, h.chunk.chunk_id, h.score)
-                      for i, h in enumerate(hits, start=1))
+        return EvalResult(question=question, retrieved=_retrieved(hits), error=f"{type(e).__name__}: {e}")
     contexts = tuple(Context(i, h.chunk.source, h.chunk.page, h.chunk.section, h.chunk.text)
                      for i, h in enumerate(answer.contexts, start=1))
     timings = {**answer.timings, "search": t_search}
+    text = answer.text  # what the user sees: keywords and claims are scored on it, never on a draft
     verdicts: tuple = ()
+    check_error = ""
     if checker is not None and not answer.refused:
         t1 = time.perf_counter()
-        verdicts = tuple(checker.check_answer(question.question, answer.text, [c.text for c in contexts]))
+        try:
+            verdicts = answer_verdicts(checker, question.question, text, [c.text for c in contexts])
+        except Exception as e:  # the answer then counts as unchecked (and so as hallucinated)
+            log.warning("%s: checking the answer failed: %s", question.id, e)
+            check_error = f"{type(e).__name__}: {e}"
         timings["check"] = time.perf_counter() - t1
-    return EvalResult(question=question, answer=answer.text, refused=answer.refused,
-                      refusal_reason=answer.refusal_reason, citations=answer.citations, retrieved=retrieved,
+    score, source = answerability_of(answer)
+    return EvalResult(question=question, answer=text, refused=answer.refused,
+                      refusal_reason=answer.refusal_reason, citations=answer.citations, retrieved=_retrieved(hits),
                       contexts=contexts, verdicts=verdicts, model=answer.model, usage=answer.usage.to_dict(),
-                      timings=timings)
+                      timings=timings, check_error=check_error, answerability=score, answerability_source=source)
 
 
 def run_questions(pipeline: RAG, questions: Sequence[Question], out_dir: str | Path, settings: RunSettings, *,
@@ -185,14 +230,25 @@ def run_questions(pipeline: RAG, questions: Sequence[Question], out_dir: str | P
     return [done[q.id] for q in questions]
 
 
-def summarize(results: Sequence[EvalResult], settings: RunSettings, timings: dict[str, float],
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def configured_threshold(settings: RunSettings, results: Sequence[EvalResult]) -> float | None:
+    """The refusal threshold configured for the score the results carry (None when the settings do not say)."""
+    answer = settings.settings.get("answer") or {}
+    if any(r.answerability_source == "answerability" for r in results):
+        keys = [k for k, v in answer.items() if "answerab" in k and isinstance(v, int | float) and not isinstance(v, bool)]
+        return float(answer[keys[0]]) if keys else None
+    value = answer.get("min_dense_score")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def summarize(results: Sequence[EvalResult], settings: RunSettings, timings: dict[str, float], *,
+              synthetic_detector: SyntheticScore | None = None, labelled_detector: DetectionReport | None = None,
+              ragas: dict[str, Any] | None = None) -> Metrics:
     """metrics.json: the aggregates, the optional detector/ragas sections, config and timings."""
-    metrics = aggregate(results)
-    metrics.update(extra or {})
-    metrics["config"] = settings.to_dict()
-    metrics["timings"] = {**{k: round(v, 3) for k, v in timings.items()}, **timing_summary(results)}
-    return metrics
+    metrics = aggregate(results, indexed_sources=settings.indexed_sources,
+                        refusal_threshold=configured_threshold(settings, results))
+    return replace(metrics, config=settings.to_dict(),
+                   timings={**{k: round(v, 3) for k, v in timings.items()}, **timing_summary(results)},
+                   synthetic_detector=synthetic_detector, labelled_detector=labelled_detector, ragas=ragas)
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -204,79 +260,3 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-# -- comparing runs and exporting ---------------------------------------------------------------------------------
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in d.items():
-        if k in ("config", "timings", "counts"):
-            continue
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, int | float) and not isinstance(v, bool) and v == v:
-            out[key] = float(v)
-    return out
-
-
-_TRACKED = ("answered", "keywords_ok", "hallucinated", "first_relevant_rank", "faithfulness")
-
-
-def compare(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
-    """Metric deltas (b - a) and the questions whose outcome changed between two run directories."""
-    metrics = []
-    for run in (run_a, run_b):
-        p = Path(run) / METRICS
-        if not p.exists():
-            raise RunError(f"{p}: no metrics.json (is {run} a finished run directory?)")
-        metrics.append(json.loads(p.read_text(encoding="utf-8")))
-    fa, fb = _flatten(metrics[0]), _flatten(metrics[1])
-    deltas = {k: {"a": fa.get(k), "b": fb.get(k), "delta": round(fb[k] - fa[k], 6) if k in fa and k in fb else None}
-              for k in sorted(set(fa) | set(fb))}
-    ra, rb = load_results(Path(run_a) / RESULTS), load_results(Path(run_b) / RESULTS)
-    changed = []
-    for qid in [i for i in ra if i in rb]:
-        sa, sb = question_scores(ra[qid]), question_scores(rb[qid])
-        diff = {k: [sa.get(k), sb.get(k)] for k in _TRACKED if sa.get(k) != sb.get(k)}
-        f1a, f1b = sa.get("token_f1"), sb.get("token_f1")
-        if f1a is not None and f1b is not None and abs(f1a - f1b) >= 0.2:
-            diff["token_f1"] = [f1a, f1b]
-        if diff:
-            changed.append({"id": qid, "question": ra[qid].question.question, "changes": diff,
-                            "answer_a": ra[qid].answer, "answer_b": rb[qid].answer})
-    return {"a": str(run_a), "b": str(run_b), "metrics": deltas, "changed": changed,
-            "only_in_a": sorted(set(ra) - set(rb)), "only_in_b": sorted(set(rb) - set(ra))}
-
-
-def export_finetune(run: str | Path, file: str | Path) -> int:
-    """Write the run's correct and faithful answers as chat JSONL; returns how many pairs were written.
-
-    A pair is kept when the question is answerable, the answer was not refused, contains every answer keyword,
-    and every checked claim is supported. The user turn is the prompt the model saw (documents, then question).
-    """
-    from ingest.records import Chunk
-    from rag.prompt import Block, build_prompt
-    from rag.records import Hit
-
-    results = load_results(Path(run) / RESULTS)
-    if not results and not (Path(run) / RESULTS).exists():
-        raise RunError(f"{Path(run) / RESULTS}: no results (is {run} a run directory?)")
-    n = 0
-    target = Path(file)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "w", encoding="utf-8") as fh:
-        for r in results.values():
-            s = question_scores(r)
-            if not (r.question.answerable and r.answered and s.get("keywords_ok") and r.verdicts
-                    and all(v.supported for v in r.verdicts)):
-                continue
-            blocks = [Block(c.number, Hit(Chunk(chunk_id="", source=c.source, text=c.text, start=0,
-                                                end=len(c.text), text_hash="", doc_hash="", section=c.section,
-                                                page=c.page), 0.0), c.text) for c in r.contexts]
-            prompt = build_prompt(r.question.question, blocks)
-            messages = [m.to_dict() for m in prompt.messages] + [{"role": "assistant", "content": r.answer}]
-            fh.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
-            n += 1
-    return n

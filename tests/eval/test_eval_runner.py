@@ -6,27 +6,30 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from eval_fixtures import make_question, make_result, verdict, write_questions
 
+from eval.compare import Comparison, compare
 from eval.errors import RunError
+from eval.finetune import export_finetune
 from eval.questions import load_questions
 from eval.report import write_reports
 from eval.runner import (
     RESULTS,
     RunSettings,
-    compare,
-    export_finetune,
+    evaluate_question,
     load_results,
     open_run,
     repair_tail,
+    result_line,
     run_questions,
     summarize,
 )
 from ingest.records import Chunk
-from rag.records import Answer, Hit, Usage
+from rag.records import Answer, Evidence, Hit, Usage
 from rag.verify import ClaimChecker
 
 SETTINGS = RunSettings(questions="q.jsonl", questions_sha256="1" * 64, index="/idx", llm="fake", model="fake-1")
@@ -50,7 +53,13 @@ class FakePipeline:
         if question in self.fail:
             raise RuntimeError("backend down")
         return Answer(text="Etna is about 3,357 metres high [1].", refused=False, contexts=tuple(self.hits),
-                      model="fake-1", usage=Usage(3, 4), timings={"total": 0.01})
+                      model="fake-1", usage=Usage(3, 4), timings={"total": 0.01},
+                      evidence=Evidence(best_dense=0.61, keyword_overlap=1.0, agreement=True))
+
+
+class BrokenChecker:
+    def check_answer(self, question: str, answer: str, contexts: list[str]) -> list:
+        raise RuntimeError("judge down")
 
 
 def test_partial_last_line_is_dropped_and_redone(tmp_path: Path) -> None:
@@ -75,11 +84,31 @@ def test_failed_questions_are_recorded_and_retried(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = run_questions(FakePipeline(fail={qs[1].question}), qs, out, SETTINGS)
     assert first[1].error == "RuntimeError: backend down" and not first[0].error
-    assert summarize(first, SETTINGS, {})["counts"]["errors"] == 1
+    assert summarize(first, SETTINGS, {}).counts.errors == 1
     pipeline = FakePipeline()
     second = run_questions(pipeline, qs, out, SETTINGS)
     assert pipeline.asked == [qs[1].question] and not second[1].error
     assert set(load_results(out / RESULTS)) == {q.id for q in qs}
+
+
+def test_extra_keys_answerability_and_failed_checks_reach_results_jsonl(tmp_path: Path) -> None:
+    line = {"id": "x-1", "question": "How high is Etna?", "reference_answer": "3,357 metres.",
+            "answer_keywords": ["3,357"], "reference_sources": [{"source": "volcanoes.txt"}], "answerable": True,
+            "question_type": "numeric-lookup", "evidence": "Etna is about 3,357 metres high."}
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(json.dumps(line) + "\n")
+    qs = load_questions(qfile)
+    out = tmp_path / "run"
+    [result] = run_questions(FakePipeline(), qs, out, SETTINGS, checker=ClaimChecker())
+    [written] = [json.loads(x) for x in (out / RESULTS).read_text().splitlines()]
+    assert written["extra"] == {"question_type": "numeric-lookup", "evidence": "Etna is about 3,357 metres high."}
+    assert written["type"] == "" and written["scores"]["keywords_ok"] is True
+    assert (written["answerability"], written["answerability_source"]) == (0.61, "best_dense")
+    assert replace(load_results(out / RESULTS)["x-1"], timings={}) == replace(result, timings={})  # timings rounded
+    broken = evaluate_question(FakePipeline(), qs[0], BrokenChecker())
+    assert broken.check_error == "RuntimeError: judge down" and not broken.verdicts and not broken.error
+    m = summarize([broken], SETTINGS, {})
+    assert m.counts.check_errors == 1 and m.counts.unchecked_answers == 1 and m.hallucination.rate == 1.0
 
 
 def test_a_run_directory_keeps_its_identity(tmp_path: Path) -> None:
@@ -104,7 +133,7 @@ def _write_run(directory: Path, results: list) -> Path:
     directory.mkdir(parents=True)
     with open(directory / RESULTS, "w", encoding="utf-8") as fh:
         for r in results:
-            fh.write(json.dumps(r.to_dict()) + "\n")
+            fh.write(json.dumps(result_line(r)) + "\n")
     write_reports(directory, summarize(results, SETTINGS, {}), results)
     return directory
 
@@ -116,10 +145,11 @@ def test_compare_gives_deltas_and_changed_questions(tmp_path: Path) -> None:
     run_b = _write_run(tmp_path / "b", [make_result(q1, verdicts=(verdict(True),)),
                                         make_result(q2, verdicts=(verdict(True),))])
     diff = compare(run_a, run_b)
-    assert diff["metrics"]["answer.keyword_accuracy"] == {"a": 0.5, "b": 1.0, "delta": 0.5}
-    assert diff["metrics"]["refusal.false_refusal_rate"]["delta"] == -0.5
-    assert [c["id"] for c in diff["changed"]] == ["b"]
-    assert diff["changed"][0]["changes"]["answered"] == [False, True]
+    assert diff.metrics["answer.keyword_accuracy"].to_dict() == {"a": 0.5, "b": 1.0, "delta": 0.5}
+    assert diff.metrics["refusal.false_refusal_rate"].delta == -0.5
+    assert [c.id for c in diff.changed] == ["b"]
+    assert diff.changed[0].changes["answered"] == (False, True)
+    assert Comparison.from_dict(json.loads(json.dumps(diff.to_dict()))) == diff
     with pytest.raises(RunError, match="no metrics.json"):
         compare(run_a, tmp_path / "missing")
 
@@ -167,8 +197,9 @@ def test_cli_resumes_after_sigkill_without_duplicates(tmp_path: Path, tiny_index
     assert len(ids) == len(set(ids)) == 60
     assert set(ids) == {f"q-{i:03d}" for i in range(1, 61)}
     metrics = json.loads(done.stdout)
-    assert metrics["n"] == 60 and metrics["counts"]["errors"] == 0
-    assert metrics["retrieval"]["hit@10"] == 1.0
+    assert metrics["counts"]["questions"] == 60 and metrics["counts"]["errors"] == 0
+    assert metrics["retrieval"]["applicable"] and metrics["retrieval"]["hit@10"] == 1.0
+    assert metrics["refusal"]["curve"]["score"] in ("answerability", "best_dense")
     assert (out / "report.html").exists() and (out / "metrics.json").exists()
 
 
@@ -180,8 +211,8 @@ def test_rewrite_reports_rechecks_claims(tmp_path: Path, embedder) -> None:
     stale = make_result(make_question("a"), verdicts=(verdict(False, "GANs appeared in 2014."),))
     run = _write_run(tmp_path / "run", [stale])
     (run / "run.json").write_text(json.dumps(SETTINGS.to_dict()))
-    assert json.loads((run / "metrics.json").read_text())["faithfulness"] == 0.0
+    assert json.loads((run / "metrics.json").read_text())["answer"]["faithfulness"] == 0.0
     summary = rewrite_reports(run, recheck=True, embedder=embedder)
-    assert summary.metrics["faithfulness"] == 1.0
+    assert summary.metrics.answer.faithfulness == 1.0
     [line] = (run / RESULTS).read_text().splitlines()
     assert json.loads(line)["verdicts"][0]["supported"] is True
