@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -64,7 +65,7 @@ class Collection:
                 f"{self.directory} is not a rag index (no {STORE_FILE}); build one with: rag ingest PATH --index {self.directory}"
             )
         if not readonly:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.directory)
         self._readonly = readonly
         self._local = threading.local()
         self._stores: list[Store] = []
@@ -176,7 +177,30 @@ class Collection:
         bad = self.store.db.execute("PRAGMA quick_check").fetchone()[0]
         if bad != "ok":
             problems.append(f"SQLite quick_check: {bad}")
+        stale = self.manifest_file_problem()
+        if stale:
+            problems.append(stale)
         return problems
+
+    def manifest_file_problem(self) -> str:
+        """Why manifest.json does not describe the committed generation ("" when it does, or the index is empty)."""
+        if self.manifest is None:
+            return ""
+        path = self.directory / MANIFEST_FILE
+        gen = self.manifest.generation
+        repair = "an ingest was interrupted after its commit; the next rag ingest (or rag stats) rewrites it"
+        try:
+            on_disk = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return f"{MANIFEST_FILE} is missing while the store is at generation {gen} ({repair})"
+        except (OSError, ValueError) as e:
+            return f"{MANIFEST_FILE} is unreadable ({e}) while the store is at generation {gen} ({repair})"
+        if not isinstance(on_disk, dict) or on_disk.get("generation") != gen:
+            found = on_disk.get("generation") if isinstance(on_disk, dict) else None
+            return f"{MANIFEST_FILE} describes generation {found}, the store generation {gen} ({repair})"
+        if on_disk != asdict(self.manifest):
+            return f"{MANIFEST_FILE} differs from the manifest in the store at generation {gen} ({repair})"
+        return ""
 
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
@@ -213,18 +237,30 @@ class Collection:
             pass
         atomic_write(path, text, mode=0o600)
 
-    def remove_stale_files(self) -> None:
+    def stale_files(self) -> list[Path]:
+        """FAISS files no committed generation points at (left by a crash or by a reader-held replacement)."""
         keep = vectors_file(self.directory, self.store.generation).name
-        for p in self.directory.glob("vectors-*.faiss*"):
-            if p.name != keep:
-                p.unlink(missing_ok=True)
+        return sorted(p for p in self.directory.glob("vectors-*.faiss*") if p.name != keep)
+
+    def remove_stale_files(self) -> None:
+        for p in self.stale_files():
+            p.unlink(missing_ok=True)
 
 
 def empty_vectors(dim: int, config: IngestConfig) -> FaissIndex:
     return FaissIndex(dim, kind=config.index_type, hnsw_m=config.hnsw_m, ivf_nlist=config.ivf_nlist)
 
 
-
+def make_private_dir(directory: Path) -> None:
+    """Create the index directory (0700: its documents are nobody else's business), tightening an existing one."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    mode = directory.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            os.chmod(directory, mode & 0o700)
+        except PermissionError:  # not ours: leave it (its owner chose)
+            log.warning("%s is readable by other users (mode %o) and cannot be changed", directory, mode)
 
 
 def _version() -> str:

@@ -41,6 +41,10 @@ class IngestConfig(Settings):
     hnsw_m: int = Field(32, ge=4)
     ivf_nlist: int = Field(256, ge=1)
     max_file_mb: float = Field(64.0, gt=0)
+    # Each file is parsed and chunked in a worker process under these limits (ingest.isolation).
+    load_timeout_s: float = Field(60.0, gt=0, le=86_400)  # wall time one file may take
+    load_memory_mb: int = Field(1536, ge=64, le=1_048_576)  # memory one file's parsing may take, past the worker's own
+    load_workers: int = Field(1, ge=1, le=64)  # worker processes; the main process embeds while they parse
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
 

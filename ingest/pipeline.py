@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
 
 from ingest.chunking import Chunker
-from ingest.collection import LOCK_FILE, Collection, Manifest, empty_vectors
+from ingest.collection import LOCK_FILE, STORE_FILE, Collection, Manifest, empty_vectors, make_private_dir
 from ingest.config import IngestConfig
 from ingest.embedding import Embedder, load_tokenizer, open_embedder
 from ingest.errors import IndexLockedError, IngestError, LoaderError
-from ingest.loaders import kind_of, load, read_bytes
+from ingest.isolation import LoaderPool, LoadResult, LoadTask, WorkerSettings, tokenizer_json
 from ingest.records import TENANT_NAME, TENANT_RULE, Chunk, Document, sha256_hex
+from ingest.scan import Failure, Found, read_file, scan
+from ingest.store import Store, StoredDocument
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 256
-
-
-@dataclass(frozen=True)
-class Failure:
-    source: str
-    error: str
 
 
 @dataclass
@@ -63,65 +57,6 @@ class IngestReport:
         return d
 
 
-@dataclass(frozen=True)
-class _Found:
-    path: Path
-    root: Path
-    source: str
-
-
-def scan(paths: list[Path], extensions: tuple[str, ...]) -> tuple[list[_Found], list[Failure]]:
-    """Files to ingest under the given paths (symlinks followed, loops cut), and what was skipped."""
-    found: list[_Found] = []
-    skipped: list[Failure] = []
-    for raw in paths:
-        p = Path(raw)
-        if not p.exists() and not p.is_symlink():
-            raise IngestError(f"{p}: no such file or directory")
-        if not p.is_dir():  # a file, a FIFO or a broken link: refused or read by _load_one with a reason
-            found.append(_Found(p.absolute(), p.absolute().parent, p.name))
-            continue
-        root = p.absolute()
-        seen_dirs: set[tuple[int, int]] = set()
-        for f in _walk(root, seen_dirs, skipped):
-            found.append(_Found(f, root, f.relative_to(root).as_posix()))
-    files: list[_Found] = []
-    for f in found:
-        if f.path.suffix.lower() not in extensions or kind_of(f.path) is None:
-            skipped.append(Failure(f.source, f"skipped: unsupported file type {f.path.suffix or '(none)'!r}"))
-        else:
-            files.append(f)
-    return files, skipped
-
-
-def _walk(directory: Path, seen: set[tuple[int, int]], skipped: list[Failure]) -> Iterator[Path]:
-    try:
-        st = directory.stat()
-    except OSError as e:
-        skipped.append(Failure(str(directory), f"cannot open directory: {e.strerror}"))
-        return
-    if (st.st_dev, st.st_ino) in seen:
-        return  # a symlink back into a folder already walked
-    seen.add((st.st_dev, st.st_ino))
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as e:
-        skipped.append(Failure(str(directory), f"cannot list directory: {e.strerror}"))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
-        try:
-            is_dir = entry.is_dir(follow_symlinks=True)
-        except OSError:
-            is_dir = False
-        if is_dir:
-            yield from _walk(path, seen, skipped)
-        else:
-            yield path
-
-
 class Ingestor:
     """Applies one ingest run to an index directory; holds the single-writer lock while it runs."""
 
@@ -131,6 +66,7 @@ class Ingestor:
         self.config = config
         self._embedder = embedder
         self._chunker: Chunker | None = None
+        self._tokenizer_cache: tuple[Any, int] | None = None
         self._progress = progress or (lambda stage, done, total: None)
         self._lock = FileLock(str(self.index_dir / LOCK_FILE))
         self._lock_timeout = lock_timeout
@@ -144,18 +80,24 @@ class Ingestor:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
-            if self._embedder is not None:
-                tokenizer, max_tokens = self._embedder.tokenizer, self._embedder.max_tokens
-            else:  # the tokenizer alone: the model is loaded only when something needs embedding
-                tokenizer, max_tokens = load_tokenizer(self.config.embedding)
+            tokenizer, max_tokens = self._tokenizer()
             self._chunker = Chunker(tokenizer, self.config, max_tokens)
         return self._chunker
+
+    def _tokenizer(self) -> tuple[Any, int]:
+        """(tokenizer, max word pieces): the embedder's, or the tokenizer alone, so that the model is loaded only
+        when something needs embedding."""
+        if self._embedder is not None:
+            return self._embedder.tokenizer, self._embedder.max_tokens
+        if self._tokenizer_cache is None:
+            self._tokenizer_cache = load_tokenizer(self.config.embedding)
+        return self._tokenizer_cache
 
     def run(self, paths: list[Path], prune: bool = False, tenant: str | None = None,
             tags: tuple[str, ...] = (), remove: list[str] | None = None) -> IngestReport:
         if tenant is not None and not TENANT_NAME.match(tenant):
             raise IngestError(f"bad tenant name {tenant!r}: use {TENANT_RULE}")
-        self.index_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.index_dir)
         try:
             self._lock.acquire(timeout=self._lock_timeout)
         except Timeout as e:
@@ -178,39 +120,47 @@ class Ingestor:
         coll.remove_stale_files()  # files of a generation that a crash left uncommitted
         coll.repair_manifest_file()  # a crash just after a commit leaves manifest.json one generation behind
         store = coll.store
+        self._progress("scan", 0, 1)
         files, skipped = scan(paths, self.config.extensions)
+        self._progress("scan", 1, 1)
         known = {d.source: d for d in store.documents(tenant)}  # a document is (tenant, source)
         rep = IngestReport(index=str(self.index_dir), skipped=skipped)
-        pending: list[tuple[_Found, Document, list[Chunk]]] = []
-        seen: set[str] = set()
+        loaded: dict[int, tuple[Found, Document, list[Chunk]]] = {}
         tag_changes: list[str] = []
-        for i, f in enumerate(files):
-            self._progress("load", i, len(files))
-            if f.source in seen:
-                rep.failed.append(Failure(f.source, "skipped: another path argument has a file with the same source"))
-                continue
-            seen.add(f.source)
-            try:
-                doc, chunks = self._load_one(f, known.get(f.source), tenant, tags)
-            except LoaderError as e:
-                rep.failed.append(Failure(f.source, e.reason))
-                log.info("failed: %s", e)
-                continue
-            if doc is None:
-                rep.unchanged.append(f.source)
-                if known[f.source].tags != tags:
-                    tag_changes.append(f.source)
-                continue
-            (rep.updated if f.source in known else rep.added).append(f.source)
-            pending.append((f, doc, chunks))
-            rep.pages += sum(1 for s in doc.sections if s.page is not None)
-        self._progress("load", len(files), len(files))
+        vectors = _VectorCache(store, lambda texts: self.embedder.embed(texts), self._progress)
+        self._progress("load", 0, len(files))
+        with LoaderPool(self._worker_settings, self.config.load_workers, self.config.load_timeout_s) as pool:
+            for done, result in enumerate(pool.map(self._prepare(files, known, tenant, tags)), start=1):
+                f = files[result.key]
+                if result.status == "failed":
+                    rep.failed.append(Failure(f.source, result.error))
+                    log.info("failed: %s: %s", f.source, result.error)
+                elif result.status == "unchanged":
+                    rep.unchanged.append(f.source)
+                    if known[f.source].tags != tags:
+                        tag_changes.append(f.source)
+                else:
+                    doc = result.document
+                    assert doc is not None
+                    for w in doc.warnings:
+                        log.info("%s: %s", f.source, w)
+                    chunks = list(result.chunks) if result.chunks is not None else self.chunker.split(doc, tenant, tags)
+                    (rep.updated if f.source in known else rep.added).append(f.source)
+                    loaded[result.key] = (f, doc, chunks)
+                    rep.pages += sum(1 for s in doc.sections if s.page is not None)
+                    vectors.add(chunks)  # embeds each full batch now, while the workers parse the next files
+                self._progress("load", done, len(files))
+        for names in (rep.added, rep.updated, rep.unchanged):
+            names.sort()
+        rep.failed.sort(key=lambda x: x.source)
+        pending = [loaded[k] for k in sorted(loaded)]  # in scan order, whatever order the workers finished in
 
         roots = {str(f.root) for f in files} | {str(Path(p).absolute()) for p in paths}
         gone = set(remove)
         if prune:
             # Only this tenant's documents, and only those ingested from the roots given now: a prune of one
             # folder never removes what other folders or other tenants put in the index.
+            seen = {f.source for f in files}
             for src, d in known.items():
                 if src not in seen and d.root in roots:
                     gone.add(src)
@@ -218,55 +168,42 @@ class Ingestor:
         if not pending and not rep.removed and not tag_changes:
             return self._finish(rep, coll, t0)
 
-        t_embed = self._embed_missing(store, [c for _, _, cs in pending for c in cs], rep)
+        vectors.flush()
+        rep.chunks_embedded = vectors.embedded
         self._commit(coll, pending, rep, tenant, tags, tag_changes)
-        return self._finish(rep, coll, t0, t_embed)
+        return self._finish(rep, coll, t0, vectors.seconds)
 
-    def _load_one(self, f: _Found, old: object | None, tenant: str | None,
-                  tags: tuple[str, ...]) -> tuple[Document | None, list[Chunk]]:
+    def _worker_settings(self) -> WorkerSettings:
+        """What the parser workers need; built when the first one starts (a run with nothing new starts none)."""
+        _ = self.chunker  # checks the chunking settings here, once, rather than failing in every worker
+        tokenizer, max_tokens = self._tokenizer()
+        return WorkerSettings(self.config, tokenizer_json(tokenizer), max_tokens, self.config.load_memory_mb)
+
+    def _prepare(self, files: list[Found], known: dict[str, StoredDocument], tenant: str | None,
+                 tags: tuple[str, ...]) -> Iterator[LoadTask | LoadResult]:
+        """Read each file (in the loader pool's thread): what is unchanged or unreadable never reaches a worker."""
         max_bytes = int(self.config.max_file_mb * 1024 * 1024)
-        try:
-            st = f.path.stat()
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise LoaderError(f.source, "symbolic link loop") from e
-            if e.errno == errno.ENOENT:
-                raise LoaderError(f.source, "file vanished before it could be read (or is a broken link)") from e
-            raise LoaderError(f.source, f"cannot stat file: {e.strerror}") from e
-        if not stat.S_ISREG(st.st_mode):  # reading a FIFO with no writer would block forever
-            raise LoaderError(f.source, "not a regular file (a FIFO, socket or device)")
-        size = st.st_size
-        if size > max_bytes:
-            raise LoaderError(f.source, f"file is {size / 2**20:.0f} MiB, over ingest.max_file_mb={self.config.max_file_mb}")
-        data = read_bytes(f.path, f.source)
-        if old is not None and getattr(old, "doc_hash", None) == sha256_hex(data):
-            return None, []
-        doc = load(f.path, f.source, data)
-        for w in doc.warnings:
-            log.info("%s: %s", f.source, w)
-        return doc, self.chunker.split(doc, tenant, tags)
+        seen: set[str] = set()
+        for key, f in enumerate(files):
+            if f.refused:
+                yield LoadResult.failed(key, f.source, f.refused)
+                continue
+            if f.source in seen:
+                yield LoadResult.failed(key, f.source, "skipped: another path argument has a file with the same source")
+                continue
+            seen.add(f.source)
+            try:
+                data = read_file(f.path, f.source, max_bytes)
+            except LoaderError as e:
+                yield LoadResult.failed(key, f.source, e.reason)
+                continue
+            old = known.get(f.source)
+            if old is not None and old.doc_hash == sha256_hex(data):
+                yield LoadResult(key, f.source, "unchanged")
+                continue
+            yield LoadTask(key, f.source, f.path.name, data, tenant, tags)
 
-    def _embed_missing(self, store, chunks: list[Chunk], rep: IngestReport) -> float:
-        """Embed texts with no cached vector, longest first, committing each batch (kept across crashes)."""
-        unique: dict[str, str] = {}
-        for c in chunks:
-            unique.setdefault(c.text_hash, c.text)
-        have = store.cached_vectors(unique)
-        todo = sorted(((h, t) for h, t in unique.items() if h not in have), key=lambda ht: -len(ht[1]))
-        spent = 0.0
-        for start in range(0, len(todo), EMBED_BATCH):
-            self._progress("embed", start, len(todo))
-            batch = todo[start:start + EMBED_BATCH]
-            t = time.perf_counter()
-            vecs = self.embedder.embed([text for _, text in batch])
-            spent += time.perf_counter() - t
-            with store.transaction():
-                store.put_vectors([h for h, _ in batch], vecs)
-        self._progress("embed", len(todo), len(todo))
-        rep.chunks_embedded = len(todo)
-        return spent
-
-    def _commit(self, coll: Collection, pending: list[tuple[_Found, Document, list[Chunk]]], rep: IngestReport,
+    def _commit(self, coll: Collection, pending: list[tuple[Found, Document, list[Chunk]]], rep: IngestReport,
                 tenant: str | None, tags: tuple[str, ...], tag_changes: list[str]) -> None:
         store = coll.store
         dim = coll.manifest.dim if coll.manifest else self.embedder.dim
@@ -314,9 +251,85 @@ class Ingestor:
         return rep
 
 
+class _VectorCache:
+    """Embeds chunk texts that have no stored vector, a batch at a time as parsed files arrive; each batch is
+    committed at once, so a crash keeps what was embedded."""
+
+    def __init__(self, store: Store, embed: Callable[[list[str]], np.ndarray], progress: Progress) -> None:
+        self._store, self._embed, self._progress = store, embed, progress
+        self._seen: set[str] = set()
+        self._todo: dict[str, str] = {}
+        self.embedded = 0
+        self.seconds = 0.0
+
+    def add(self, chunks: list[Chunk]) -> None:
+        new = {c.text_hash: c.text for c in chunks if c.text_hash not in self._seen}
+        if not new:
+            return
+        self._seen.update(new)
+        have = self._store.cached_vectors(new)
+        self._todo.update((h, t) for h, t in new.items() if h not in have)
+        while len(self._todo) >= EMBED_BATCH:
+            self._batch()
+
+    def flush(self) -> None:
+        while self._todo:
+            self._batch()
+
+    def _batch(self) -> None:
+        # Longest first, as sentence-transformers pads each batch to its longest text.
+        batch = sorted(self._todo.items(), key=lambda ht: -len(ht[1]))[:EMBED_BATCH]
+        self._progress("embed", self.embedded, self.embedded + len(self._todo))
+        t = time.perf_counter()
+        vecs = self._embed([text for _, text in batch])
+        self.seconds += time.perf_counter() - t
+        with self._store.transaction():
+            self._store.put_vectors([h for h, _ in batch], vecs)
+        for h, _ in batch:
+            del self._todo[h]
+        self.embedded += len(batch)
+        self._progress("embed", self.embedded, self.embedded + len(self._todo))
+
+
+
 def ingest_paths(paths: list[Path], index_dir: Path, config: IngestConfig, *, prune: bool = False,
                  tenant: str | None = None, tags: tuple[str, ...] = (), embedder: Embedder | None = None,
                  progress: Progress | None = None, remove: list[str] | None = None) -> IngestReport:
     """Ingest files and folders into the index at `index_dir` (created if needed)."""
     return Ingestor(index_dir, config, embedder=embedder, progress=progress).run(
         paths, prune=prune, tenant=tenant, tags=tags, remove=remove)
+
+
+def repair(index_dir: Path) -> list[str]:
+    """Finish what an interrupted ingest left behind (a stale manifest.json, files of an uncommitted generation),
+    unless an ingest is running now; returns what was done. Never waits, never fails on a read-only index."""
+    index_dir = Path(index_dir)
+    if not (index_dir / STORE_FILE).is_file():
+        return []
+    lock = FileLock(str(index_dir / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        return []  # a writer is at work (it repairs when it commits), or the folder is not ours to write
+    try:
+        coll = Collection(index_dir, readonly=False)
+        try:
+            done: list[str] = []
+            problem = coll.manifest_file_problem()
+            if problem:
+                coll.repair_manifest_file()
+                done.append(f"rewrote manifest.json for generation {coll.generation} ({problem.split(' (')[0]})")
+            stale = coll.stale_files()
+            if stale:
+                coll.remove_stale_files()
+                done.append(f"removed {len(stale)} file(s) of an uncommitted or replaced generation")
+            for line in done:
+                log.warning("%s: %s", index_dir, line)
+            return done
+        finally:
+            coll.close()
+    except OSError as e:
+        log.warning("%s: cannot repair the index (%s)", index_dir, e)
+        return []
+    finally:
+        lock.release()

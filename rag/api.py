@@ -20,6 +20,7 @@ from typing import Any
 from ingest.collection import Collection
 from ingest.embedding import Embedder
 from ingest.pipeline import IngestReport, Progress, ingest_paths
+from ingest.pipeline import repair as repair_index
 from ingest.store import ChunkFilter, StoredDocument
 from rag import factory
 from rag.answer import Answerer
@@ -43,6 +44,7 @@ class Stats:
     size_bytes: int
     schema_version: int
     problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # what an interrupted ingest had left, fixed first
 
     @property
     def consistent(self) -> bool:
@@ -66,14 +68,16 @@ def ingest(paths: Sequence[str | Path], index_dir: str | Path | None = None, con
 def stats(index_dir: str | Path | None = None, config: Config | None = None) -> Stats:
     """Counts, model, size on disk and a consistency check of an index."""
     config = config or Config()
-    coll = Collection(Path(index_dir) if index_dir else config.index_dir)
+    target = Path(index_dir) if index_dir else config.index_dir
+    repaired = repair_index(target)  # e.g. manifest.json a generation behind; skipped while an ingest runs
+    coll = Collection(target)
     try:
         m = coll.manifest
         return Stats(
             index=str(coll.directory), documents=coll.store.count("documents"), chunks=coll.store.count("chunks"),
             embedding_model=m.embedding_model if m else "", dim=m.dim if m else 0,
             index_type=m.index_type if m else "", generation=coll.generation, size_bytes=coll.size_on_disk(),
-            schema_version=coll.store.schema_version, problems=coll.consistency(),
+            schema_version=coll.store.schema_version, problems=coll.consistency(), repaired=repaired,
         )
     finally:
         coll.close()
