@@ -23,7 +23,7 @@ def _echo_detection(report: Any) -> None:
     click.echo(f"{report.items} answers ({report.unsupported_answers} with an unsupported sentence), "
                f"{report.sentences} sentences ({report.unsupported_sentences} unsupported)"
                + (f", split {report.split}" if report.split else "") + "; positive class: unsupported")
-    click.echo(f"{'':26}{'sentence level':<24}{'answer level':<24}")
+    click.echo(f"{'':26}{'sentence level':^23}  {'answer level':^23}")
     click.echo(f"{'detector':<26}" + f"{'P':>7} {'R':>7} {'F1':>7}  " * 2 + "failures")
     for name, s in report.detectors.items():
         cells = "".join(f"{_f(p.precision):>7} {_f(p.recall):>7} {_f(p.f1):>7}  " for p in (s.sentence, s.answer))

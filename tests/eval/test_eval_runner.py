@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from eval_fixtures import make_question, make_result, verdict, write_questions
+from labelled_items import EXPECTED, write_items
 
 from eval.compare import Comparison, compare
 from eval.errors import RunError
@@ -191,7 +192,8 @@ def test_cli_resumes_after_sigkill_without_duplicates(tmp_path: Path, tiny_index
     proc.stderr.close()
     written = [line for line in results.read_text().split("\n") if line.strip()]
     assert 5 <= len(written) < 60
-    done = rag_cli.run(args, timeout=300)
+    items = write_items(tmp_path / "items.jsonl")
+    done = rag_cli.run([*args, "--labelled", items], timeout=300)  # the labelled set is scored at the end
     assert done.returncode == 0, done.stderr
     ids = [json.loads(line)["id"] for line in results.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 60
@@ -201,6 +203,10 @@ def test_cli_resumes_after_sigkill_without_duplicates(tmp_path: Path, tiny_index
     assert metrics["retrieval"]["applicable"] and metrics["retrieval"]["hit@10"] == 1.0
     assert metrics["refusal"]["curve"]["score"] in ("answerability", "best_dense")
     assert (out / "report.html").exists() and (out / "metrics.json").exists()
+    labelled = metrics["labelled_detector"]
+    assert list(labelled["detectors"])[0] == "checker" and labelled["items"] == 7
+    assert labelled["detectors"]["ten-line rule"]["sentence"] == EXPECTED["ten-line rule"]["sentence"]
+    assert "Claim detection on labelled answers" in (out / "report.md").read_text()
 
 
 
