@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ingest.store import ChunkFilter
 from rag import citations as cite
 from rag.config import AnswerConfig
+from rag.drafting import Drafter
 from rag.llm.base import LLM, complete
 from rag.prompt import REFUSAL, build_prompt, build_rewrite_prompt, select_blocks
 from rag.records import Answer, Evidence, Usage
@@ -83,7 +85,10 @@ class Answerer:
 
     def stream(self, question: str, history: Sequence[tuple[str, str]] = (), *, filters: ChunkFilter | None = None,
                k: int | None = None, mode: str | None = None, verify: bool | None = None) -> Iterator[str | Answer]:
-        """Yields the answer's text deltas as they are generated, then the final Answer."""
+        """Yields the answer's text as it is checked (sentence by sentence), then the final Answer.
+
+        The text streamed is exactly the final Answer's text: nothing shown is ever taken back.
+        """
         cfg = self.config
         llm = self.llm
         verify = cfg.verify if verify is None else verify
@@ -91,53 +96,60 @@ class Answerer:
         query = standalone_query(llm, question, history)
         t_rewrite = time.perf_counter() - t0
         result = self.retriever.search(query, k=k, mode=mode, filters=filters)
-        t_retrieve = time.perf_counter() - t0 - t_rewrite
-        timings = {"rewrite": t_rewrite, "retrieve": t_retrieve}
-        base = {"question": question, "query": query, "model": llm.model, "evidence": result.evidence}
+        timings = {"rewrite": t_rewrite, "retrieve": time.perf_counter() - t0 - t_rewrite}
+        evidence = result.evidence
+        base = {"question": question, "query": query, "model": llm.model}
 
-        def refused(reason: str, usage: Usage | None = None, contexts: tuple = ()) -> Answer:
+        def refused(reason: str, usage: Usage | None = None, contexts: tuple = (), verdicts: tuple = ()) -> Answer:
             timings["total"] = time.perf_counter() - t0
             return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage or Usage(),
-                          timings=dict(timings), **base)  # type: ignore[arg-type]
+                          timings=dict(timings), evidence=evidence, verdicts=verdicts, **base)  # type: ignore[arg-type]
 
-        reason = evidence_refusal(result.evidence, len(result.hits), cfg.min_dense_score, cfg.weak_dense_score,
-                                  cfg.min_keyword_overlap)
-        if reason:
-            yield refused(reason)
+        floor = evidence_refusal(evidence, len(result.hits), cfg.min_dense_score, -1.0, 0.0)
+        if floor:  # off-topic: nothing to show the model
+            yield REFUSAL
+            yield refused(floor)
             return
         blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens)
         prompt = build_prompt(query if history else question, blocks, history)
-        t_gen = time.perf_counter()
-        parts: list[str] = []
-        usage = Usage()
-        first_token = None
-        for item in llm.stream(prompt):
-            if isinstance(item, Usage):
-                usage = item
-                continue
-            if first_token is None:
-                first_token = time.perf_counter() - t0
-            parts.append(item)
-            yield item
-        timings["generate"] = time.perf_counter() - t_gen
-        if first_token is not None:
-            timings["first_token"] = first_token
-        raw = "".join(parts)
-        if usage.total_tokens == 0:  # servers that do not report usage when streaming
-            usage = Usage(sum(llm.count_tokens(m.content) for m in prompt.messages), llm.count_tokens(raw))
         contexts = tuple(b.hit for b in blocks)
-        if cite.is_refusal(raw):
-            yield refused("the model found no answer in the passages", usage, contexts)
+        checker = self.checker if verify else None
+        # Answerability: the model's P(the passages answer the question), when it can give one; the evidence
+        # gate of retrieval scores otherwise. Both before any word is generated.
+        t = time.perf_counter()
+        p_answer = checker.answerability(prompt) if checker is not None else None
+        timings["answerability"] = time.perf_counter() - t
+        evidence = replace(evidence, answerability=p_answer)
+        if p_answer is not None and p_answer < cfg.min_answerability:
+            yield REFUSAL
+            yield refused(f"the passages do not seem to answer the question (P {p_answer:.2f} < "
+                          f"{cfg.min_answerability:.2f})", contexts=contexts)
             return
-        sentences = cite.attach(cite.parse(raw, len(blocks)), blocks)
-        verdicts: tuple = ()
-        if verify and self.checker is not None:
-            verdicts = tuple(self.checker.check_sentences(question, [(s.text, s.blocks) for s in sentences], blocks))
-            sentences = [s for s, v in zip(sentences, verdicts, strict=True) if v.supported]
-        cited = [s for s in sentences if s.blocks]
-        if not cited:
-            yield refused("no sentence of the answer is supported by a cited passage", usage, contexts)
+        if p_answer is None:
+            weak = evidence_refusal(evidence, len(result.hits), cfg.min_dense_score, cfg.weak_dense_score,
+                                    cfg.min_keyword_overlap)
+            if weak:
+                yield REFUSAL
+                yield refused(weak, contexts=contexts)
+                return
+        t_gen = time.perf_counter()
+        drafter = Drafter(llm, prompt, blocks, question, checker, verify)
+        yield from drafter
+        d = drafter.draft
+        timings["generate"] = time.perf_counter() - t_gen - d.check_seconds
+        timings["verify"] = d.check_seconds
+        if d.first_shown is not None:
+            timings["first_token"] = d.first_shown - t0
+        usage = d.usage if d.usage.total_tokens else Usage(
+            sum(llm.count_tokens(m.content) for m in prompt.messages), llm.count_tokens(d.model_text))
+        verdicts = tuple(d.verdicts)
+        if not d.shown:
+            why = ("the model found no answer in the passages" if d.refused_by_model or cite.is_refusal(d.model_text)
+                   else "no sentence of the answer is supported by the passage it cites")
+            yield REFUSAL
+            yield refused(why, usage, contexts, verdicts)
             return
         timings["total"] = time.perf_counter() - t0
-        yield Answer(text=cite.render(cited), refused=False, citations=cite.citations(cited, blocks),
-                     contexts=contexts, usage=usage, timings=timings, verdicts=verdicts, **base)  # type: ignore[arg-type]
+        yield Answer(text=cite.render(d.shown), refused=False, citations=cite.citations(d.shown, blocks),
+                     contexts=contexts, usage=usage, timings=timings, verdicts=verdicts, evidence=evidence,
+                     **base)  # type: ignore[arg-type]

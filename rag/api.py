@@ -163,7 +163,7 @@ class RAG:
             if self._answerer is None:
                 if self._llm is None:
                     self._llm = factory.build_llm(self.config, embedder=self.embedder)
-                checker = factory.build_checker(self.config, self.embedder)
+                checker = factory.build_checker(self.config, self.embedder, judge=self._llm)
                 self._answerer = Answerer(self.retriever, self._llm, self.config.answer, checker)
             return self._answerer
 
@@ -171,7 +171,8 @@ class RAG:
         base = self.answerer
         if llm is None or llm is base.llm:
             return base
-        return Answerer(self.retriever, llm, self.config.answer, base.checker)
+        checker = factory.build_checker(self.config, self.embedder, judge=llm)
+        return Answerer(self.retriever, llm, self.config.answer, checker)
 
 
 def open_pipeline(index_dir: str | Path | None = None, config: Config | None = None, *,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rag.prompt import REFUSAL, Block
 from rag.records import Citation
-from rag.text import render_markers, split_claims, split_sentences, strip_markers, word_support
+from rag.text import split_claims, split_sentences, strip_markers, with_markers, word_support
 
 # A sentence that says the documents do not answer: it must speak of the documents (or of answering), so that
 # "SQLite keeps no information about column order [1]" is an answer, not a refusal.
@@ -68,7 +68,7 @@ def attach(sentences: list[CitedSentence], blocks: Sequence[Block]) -> list[Cite
 
 
 def render(sentences: list[CitedSentence]) -> str:
-    return " ".join(s.text + render_markers(s.blocks) for s in sentences)
+    return " ".join(with_markers(s.text, s.blocks) for s in sentences)
 
 
 def quote_for(block: Block, claims: list[str]) -> str:

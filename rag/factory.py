@@ -36,10 +36,12 @@ def build_llm(config: Config, name: str | None = None, embedder: Any = None) -> 
 
 
 def build_checker(config: Config, embedder: Any, judge: Any = None) -> ClaimChecker:
-    """The claim checker answers are verified with (and evaluation scores them with)."""
+    """The claim checker answers are verified with (and evaluation scores them with). `judge` is the LLM that
+    answers its yes/no questions (the answering model itself when it can; rag.llm.base.judge_of)."""
+    from rag.llm.base import judge_of
     from rag.verify import ClaimChecker
 
-    return ClaimChecker(embedder=embedder, judge=judge)
+    return ClaimChecker(embedder=embedder, judge=judge_of(judge), min_entailment=config.answer.min_entailment)
 
 
 def open_collection(config: Config, readonly: bool = True) -> Collection:

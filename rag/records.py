@@ -32,6 +32,7 @@ class Evidence:
     best_dense: float
     keyword_overlap: float  # share of the question's content words found in the context blocks
     agreement: bool  # the best dense hit is also among the top keyword hits
+    answerability: float | None = None  # the LLM's P(the passages answer the question); None without a judge
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

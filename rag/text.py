@@ -94,6 +94,13 @@ def render_markers(numbers: tuple[int, ...]) -> str:
     return "".join(f" [{n}]" for n in numbers)
 
 
+def with_markers(text: str, numbers: tuple[int, ...]) -> str:
+    """A sentence with its [n] markers before its final punctuation: "It opened in 1998 [1]."."""
+    if numbers and text[-1:] in ".!?:;":
+        return text[:-1] + render_markers(numbers) + text[-1]
+    return text + render_markers(numbers)
+
+
 @dataclass(frozen=True)
 class Claim:
     """One checkable piece of an answer: a sentence (or the part of one up to a citation marker), without its

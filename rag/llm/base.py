@@ -30,6 +30,22 @@ class LLM(Protocol):
     def stream(self, prompt: Prompt) -> Iterator[str | Usage]: ...
 
 
+@runtime_checkable
+class Judge(Protocol):
+    """A model that can answer a yes/no prompt with a probability: P(yes) against P(no) for its first token.
+
+    Used to decide answerability and to check claims; a backend that cannot read its token probabilities
+    does not implement it (answers are then checked by the lexical signals alone).
+    """
+
+    def p_yes(self, prompt: Prompt) -> float: ...
+
+
+def judge_of(llm: object) -> Judge | None:
+    """The LLM as a judge when it can be one."""
+    return llm if callable(getattr(llm, "p_yes", None)) else None  # type: ignore[return-value]
+
+
 def complete(llm: LLM, prompt: Prompt) -> Completion:
     """Run a prompt to the end and collect text and usage."""
     parts: list[str] = []

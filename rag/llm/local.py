@@ -1,11 +1,19 @@
-"""`local`: a bundled GGUF instruct model run in-process by llama.cpp (llama-cpp-python); nothing to start."""
+"""`local`: a bundled GGUF instruct model run in-process by llama.cpp (llama-cpp-python); nothing to start.
+
+Prompts are rendered with the model's own chat template and handled as tokens, so that three things share
+llama.cpp's KV cache: the answerability question, the answer and the claim checks all start with the same
+system prompt and documents, and each call evaluates only the tokens after the longest prefix already cached.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator
+
+import numpy as np
 
 from rag.config import LocalLLMConfig
 from rag.errors import LLMError
@@ -15,17 +23,23 @@ from rag.prompt import Prompt
 from rag.records import Usage
 
 log = logging.getLogger(__name__)
+_YES = ("Yes", "yes", "YES", " Yes", " yes")
+_NO = ("No", "no", "NO", " No", " no")
+_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 class LocalLLM:
-    """llama.cpp in this process. One generation at a time (the model is not re-entrant)."""
+    """llama.cpp in this process. One call at a time (the model and its cache are not re-entrant)."""
 
     name = "local"
+    interruptible = True  # a stream may be closed and resumed from its text at the cost of its own tokens
 
     def __init__(self, config: LocalLLMConfig) -> None:
         # llama.cpp's OpenMP threads busy-wait; on a small shared machine that starves everything else.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = resolve_gguf(config.model)
         self.model = config.model
@@ -33,6 +47,17 @@ class LocalLLM:
         self._lock = threading.Lock()
         self._llm = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=config.threads,
                           n_threads_batch=config.threads, seed=config.seed, verbose=False)
+        model = self._llm._model
+        eos = self._llm.token_eos()
+        self._eos_text = model.token_get_text(eos) if eos != -1 else ""
+        template = self._llm.metadata.get("tokenizer.chat_template") or _CHATML
+        self._format = Jinja2ChatFormatter(template=template, eos_token=self._eos_text, bos_token="")
+        self._yes = self._first_tokens(_YES)
+        self._no = self._first_tokens(_NO)
+
+    def _first_tokens(self, words: tuple[str, ...]) -> list[int]:
+        ids = {self._llm.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in words}
+        return sorted(ids)
 
     def close(self) -> None:
         """Free the model now rather than at interpreter exit (llama.cpp's finaliser is noisy then)."""
@@ -42,31 +67,71 @@ class LocalLLM:
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream(self, prompt: Prompt) -> Iterator[str | Usage]:
+    def tokens(self, prompt: Prompt, prefix: str = "") -> list[int]:
+        """The prompt rendered by the model's chat template (ready for the assistant's turn), plus `prefix`:
+        the start of the assistant's answer when a stream is resumed."""
+        text = self._format(messages=[m.to_dict() for m in prompt.messages]).prompt + prefix
+        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        budget = prompt.max_tokens or self._config.max_tokens
+        if len(tokens) + budget > self._config.n_ctx:
+            raise LLMError(f"prompt of {len(tokens)} tokens plus {budget} to generate does not fit the local model's "
+                           f"context ({self._config.n_ctx}); lower answer.context_tokens or raise llm.local.n_ctx")
+        return tokens
+
+    def stream(self, prompt: Prompt, prefix: str = "") -> Iterator[str | Usage]:
+        """Text deltas of the answer (continuing `prefix`, which is not repeated), then the Usage."""
         cfg = self._config
+        tokens = self.tokens(prompt, prefix)
+        produced: list[str] = []
         kwargs: dict[str, object] = {}
         if prompt.json_mode:
-            kwargs["response_format"] = {"type": "json_object"}
-        messages = [m.to_dict() for m in prompt.messages]
+            from llama_cpp import LlamaGrammar
+
+            kwargs["grammar"] = LlamaGrammar.from_json_schema('{"type": "object"}', verbose=False)
         with self._lock:
-            n_prompt = len(self._llm.tokenize(
-                "\n".join(m["content"] for m in messages).encode("utf-8"), add_bos=True, special=False))
-            if n_prompt + (prompt.max_tokens or cfg.max_tokens) > cfg.n_ctx:
-                raise LLMError(f"prompt of ~{n_prompt} tokens does not fit the local model's context "
-                               f"({cfg.n_ctx}); lower answer.context_tokens")
+            chunks = self._llm.create_completion(
+                prompt=tokens, max_tokens=prompt.max_tokens or cfg.max_tokens, temperature=cfg.temperature,
+                seed=cfg.seed, stream=True, stop=[self._eos_text] if self._eos_text else None, **kwargs)
             try:
-                chunks = self._llm.create_chat_completion(
-                    messages=messages, stream=True, temperature=cfg.temperature,
-                    max_tokens=prompt.max_tokens or cfg.max_tokens, seed=cfg.seed, **kwargs)
-                produced: list[str] = []
                 for chunk in chunks:
-                    delta = chunk["choices"][0].get("delta", {}).get("content")
+                    delta = chunk["choices"][0].get("text") or ""
                     if delta:
                         produced.append(delta)
                         yield delta
             except ValueError as e:
                 raise LLMError(f"local model {self.model}: {e}") from e
-        yield Usage(n_prompt, self.count_tokens("".join(produced)))
+            finally:
+                chunks.close()  # type: ignore[attr-defined]
+        yield Usage(len(tokens), self.count_tokens("".join(produced)))
+
+    def p_yes(self, prompt: Prompt) -> float:
+        """P("yes") against P("no") as the first word of the model's reply to a yes/no prompt, read from the
+        logits after one forward pass over the tokens not already in the cache."""
+        tokens = self.tokens(prompt.with_max_tokens(1))
+        llm = self._llm
+        with self._lock:
+            cached = llm.input_ids[: llm.n_tokens]
+            n = 0
+            for a, b in zip(cached, tokens, strict=False):
+                if a != b:
+                    break
+                n += 1
+            n = min(n, len(tokens) - 1)  # evaluate at least the last token: its logits are the answer
+            llm.n_tokens = n
+            try:
+                llm.eval(tokens[n:])
+            except Exception as e:
+                llm.n_tokens = 0  # the cache may be half-written: start clean next time
+                raise LLMError(f"local model {self.model}: evaluating a yes/no prompt failed: {e}") from e
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+            yes = _logsumexp(logits[self._yes])
+            no = _logsumexp(logits[self._no])
+        return 1.0 / (1.0 + math.exp(no - yes))
+
+
+def _logsumexp(values: np.ndarray) -> float:
+    top = float(np.max(values))
+    return top + math.log(float(np.sum(np.exp(values - top))))
 
 
 @register("local")

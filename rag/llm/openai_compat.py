@@ -103,6 +103,25 @@ class OpenAICompatLLM:
             except oa.APIStatusError as e:
                 raise LLMError(self._describe(e, attempt)) from e
 
+    def p_yes(self, prompt: Prompt) -> float:
+        """P("yes") against P("no") for the first token of the reply, from the server's top log-probabilities
+        (OpenAI, vLLM and llama.cpp's server return them; a server that does not gives an LLMError)."""
+        import math
+
+        req = {**self._request(prompt), "stream": False, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
+               "top_logprobs": 10}
+        req.pop("stream_options", None)
+        try:
+            reply = self._client.chat.completions.create(**req)
+            top = reply.choices[0].logprobs.content[0].top_logprobs
+        except (self._openai.OpenAIError, AttributeError, IndexError, TypeError) as e:
+            raise LLMError(f"LLM at {self._config.base_url} gave no token probabilities for a yes/no check ({e})") from e
+        yes = sum(math.exp(t.logprob) for t in top if t.token.strip().lower() == "yes")
+        no = sum(math.exp(t.logprob) for t in top if t.token.strip().lower() == "no")
+        if yes + no == 0:
+            raise LLMError(f"LLM at {self._config.base_url} answered a yes/no check with neither yes nor no")
+        return yes / (yes + no)
+
     def _describe(self, e: Exception, attempt: int) -> str:
         oa = self._openai
         what = {

@@ -1,17 +1,18 @@
 """Claim checking: is each sentence of an answer supported by the passages it cites?
 
-Local signals, all offline:
+Signals, all local:
+  * entailment: the LLM itself (when it can read its token probabilities, rag.llm.base.Judge) is asked whether
+    the cited document states the claim; P(yes) must reach `min_entailment`. It reads the answer's own prompt,
+    so a local model evaluates only the question's tokens;
   * terms: numbers, names (capitalised words), identifiers (code-like tokens) and quoted strings of the claim
     must occur in the cited passages (all passages when none is cited);
   * similarity: the bi-encoder similarity of the claim to its best passage sentence (or pair of adjacent
-    sentences) must reach `min_similarity`;
+    sentences), and the share of its content words found in the passages;
   * polarity: a claim that is negated while its best sentence is not (or the reverse), or that uses a word whose
-    opposite its best sentence uses ("before"/"after", "more"/"less", ...), is flagged.
-An optional LLM judge gives a JSON verdict per claim; a claim is supported only when the local signals and the
-judge agree (an unusable judge reply leaves the local verdict alone, and says so in the reason).
-
-The default thresholds were chosen on the labelled detector set built from the corpora's dev questions
-(`python -m eval.detector tune`), not guessed; see eval/detector.py.
+    opposite its best sentence uses ("before"/"after", "more"/"less", ...).
+With a judge the verdict is entailment (and terms, when `check_terms`); without one, terms, similarity and
+polarity. Thresholds were chosen on the dev split of the labelled real answers (corpora/labelled, see
+eval/verification.py); the test split is reported, never tuned on.
 """
 
 from __future__ import annotations
@@ -24,19 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from rag.prompt import Block, Message, Prompt
+from rag.llm.base import Judge
+from rag.prompt import Block, Prompt, blocks_from_texts, build_prompt
 from rag.records import ClaimVerdict
 from rag.text import content_words, split_claims
-from rag.verify.judge import JUDGE_SYSTEM, parse_judge_reply
+from rag.verify.entailment import answerability_instruction, ask, claim_instruction
 from rag.verify.terms import extract_terms, lexical_support, missing_terms, opposite_in, passage_units, polarity_conflict
 
 log = logging.getLogger(__name__)
 
-# Chosen on the dev detector set (eval/detector.py `tune`); see the module docstring.
+# Local signals: chosen on the synthetic detector set (eval/detector.py); used when no LLM judge is available.
 MIN_SIMILARITY = 0.275
 MIN_LEXICAL = 0.2
 NEGATION_MIN_SIMILARITY = 0.6
 SHORT_CLAIM_WORDS = 6  # claims with fewer content words are compared with their question prepended
+MIN_ENTAILMENT = 0.5  # P(yes) of the LLM judge a claim needs; see the module docstring
+
 
 @dataclass(frozen=True)
 class Signals:
@@ -46,14 +50,16 @@ class Signals:
     lexical: float  # share of the claim's content words found in the passages
     missing: tuple[str, ...] = ()  # numbers, names, identifiers, quoted strings not found
     negation: str = ""  # how the claim's polarity (a negation, an opposite word) differs from its best passage unit
+    entailment: float | None = None  # the LLM judge's P(the cited documents state the claim); None without one
 
 
 class ClaimChecker:
-    """Checks answer sentences against context passages with local signals and an optional LLM judge."""
+    """Checks answer sentences against the blocks they cite: an LLM judge where there is one, local signals."""
 
-    def __init__(self, embedder: Any = None, judge: Any = None, min_similarity: float = MIN_SIMILARITY,
+    def __init__(self, embedder: Any = None, judge: Judge | None = None, min_similarity: float = MIN_SIMILARITY,
                  min_lexical: float = MIN_LEXICAL, negation_min_similarity: float = NEGATION_MIN_SIMILARITY,
-                 check_terms: bool = True, check_negation: bool = True, cache_size: int = 4096) -> None:
+                 check_terms: bool = True, check_negation: bool = True, min_entailment: float = MIN_ENTAILMENT,
+                 cache_size: int = 4096) -> None:
         self.embedder = embedder
         self.judge = judge
         self.min_similarity = min_similarity
@@ -61,51 +67,62 @@ class ClaimChecker:
         self.negation_min_similarity = negation_min_similarity
         self.check_terms = check_terms
         self.check_negation = check_negation
+        self.min_entailment = min_entailment
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
+    def settings(self) -> dict[str, Any]:
+        return {"judge": type(self.judge).__name__ if self.judge is not None else None,
+                "min_entailment": self.min_entailment, "check_terms": self.check_terms,
+                "min_similarity": self.min_similarity, "min_lexical": self.min_lexical,
+                "negation_min_similarity": self.negation_min_similarity}
+
     # -- public API -------------------------------------------------------------------------------------------
 
-    def check_sentences(self, question: str, sentences: Sequence[tuple[str, tuple[int, ...]]],
-                        blocks: Sequence[Block]) -> list[ClaimVerdict]:
-        """A verdict per (sentence, cited block numbers), in order; uncited sentences are checked against all."""
+    def answerability(self, prompt: Prompt) -> float | None:
+        """The judge's P(the documents answer the prompt's question), or None without a (working) judge."""
+        if self.judge is None:
+            return None
+        return ask(self.judge, prompt, answerability_instruction(prompt.question))
+
+    def check_claim(self, question: str, text: str, cited: tuple[int, ...], blocks: Sequence[Block],
+                    prompt: Prompt | None = None) -> ClaimVerdict:
+        """The verdict on one claim citing `cited` (valid block numbers; none = any block may support it).
+
+        `prompt` is the answer's prompt (the judge's questions follow it); built from the blocks when absent.
+        """
         by_number = {b.number: b.text for b in blocks}
-        every = [b.text for b in blocks]
-        claims = []
-        for text, cited in sentences:
-            ctx = [by_number[n] for n in cited if n in by_number]
-            claims.append((text, tuple(n for n in cited if n in by_number), ctx or every))
-        return self._check(question, claims)
+        cited = tuple(n for n in cited if n in by_number)
+        contexts = [by_number[n] for n in cited] or [b.text for b in blocks]
+        if not content_words(text):
+            return ClaimVerdict(claim=text, supported=True, score=1.0, reason="nothing to check", cited=cited)
+        if not "".join(contexts).strip():
+            return ClaimVerdict(claim=text, supported=False, score=0.0, reason="no context", cited=cited)
+        entailment = None
+        if self.judge is not None:
+            base = prompt if prompt is not None else build_prompt(question, blocks)
+            entailment = ask(self.judge, base, claim_instruction(text, cited))
+        s = self.signals(text, contexts, question, entailment=entailment)
+        ok, reasons = self.decide(s)
+        score = s.entailment if s.entailment is not None else s.similarity
+        return ClaimVerdict(claim=text, supported=ok, score=round(float(score), 4), reason="; ".join(reasons),
+                            cited=cited)
+
+    def check_sentences(self, question: str, sentences: Sequence[tuple[str, tuple[int, ...]]],
+                        blocks: Sequence[Block], prompt: Prompt | None = None) -> list[ClaimVerdict]:
+        """A verdict per (sentence, cited block numbers), in order; uncited sentences may be supported by any."""
+        if prompt is None and self.judge is not None:
+            prompt = build_prompt(question, blocks)
+        return [self.check_claim(question, text, cited, blocks, prompt) for text, cited in sentences]
 
     def check_answer(self, question: str, answer_text: str, contexts: Sequence[str]) -> list[ClaimVerdict]:
-        """Split an answer into claims (sentences) and check each; [n] markers cite contexts[n-1]."""
-        claims = []
-        for claim in split_claims(answer_text, len(contexts)):
-            claims.append((claim.text, claim.cited, [contexts[n - 1] for n in claim.cited] or list(contexts)))
-        return self._check(question, claims)
+        """Split an answer into claims and check each; [n] markers cite contexts[n-1]."""
+        blocks = blocks_from_texts(contexts)
+        claims = [(c.text, c.cited) for c in split_claims(answer_text, len(contexts))]
+        return self.check_sentences(question, claims, blocks)
 
-    # -- internals --------------------------------------------------------------------------------------------
-
-    def _check(self, question: str, claims: list[tuple[str, tuple[int, ...], list[str]]]) -> list[ClaimVerdict]:
-        local = [self._local(text, ctx, question) for text, _, ctx in claims]
-        judged: list[tuple[bool, str] | None] = [None] * len(claims)
-        if self.judge is not None and claims:
-            judged = self._judge(question, claims)
-        out = []
-        for (text, cited, _), (ok, score, reasons), jv in zip(claims, local, judged, strict=True):
-            if jv is not None:
-                j_ok, j_reason = jv
-                if not j_ok:
-                    reasons = reasons + [f"judge: {j_reason or 'not supported'}"]
-                ok = ok and j_ok
-            elif self.judge is not None:
-                reasons = reasons + ["judge reply unusable; local signals only"]
-            out.append(ClaimVerdict(claim=text, supported=ok, score=round(float(score), 4),
-                                    reason="; ".join(reasons), cited=cited))
-        return out
-
-    def signals(self, claim: str, contexts: Sequence[str], question: str = "") -> Signals:
-        """The local evidence about one claim, before any threshold is applied.
+    def signals(self, claim: str, contexts: Sequence[str], question: str = "", entailment: float | None = None) -> Signals:
+        """The evidence about one claim, before any threshold is applied.
 
         A short claim ("512.", "It was written in 2000.") means little without its question, so its similarity
         is also measured with the question prepended, and the better of the two counts.
@@ -126,13 +143,18 @@ class ClaimChecker:
                 negation = flipped
             elif opposite_in(claim, best) and opposite_in(claim, lexical_best):
                 negation = opposite_in(claim, best)
-        return Signals(similarity=sim, lexical=lexical_support(claim, context), missing=missing, negation=negation)
+        return Signals(similarity=sim, lexical=lexical_support(claim, context), missing=missing, negation=negation,
+                       entailment=entailment)
 
     def decide(self, s: Signals) -> tuple[bool, list[str]]:
         """(supported, reasons it is not) from a claim's signals and this checker's thresholds."""
         reasons: list[str] = []
         if s.missing:
             reasons.append("not in the cited passages: " + ", ".join(s.missing[:5]))
+        if s.entailment is not None:
+            if s.entailment < self.min_entailment:
+                reasons.append(f"the model finds it not stated in the cited passages (P {s.entailment:.2f})")
+            return not reasons, reasons
         if s.similarity < self.min_similarity:
             reasons.append(f"similarity {s.similarity:.2f} below {self.min_similarity:.2f}")
         if s.lexical < self.min_lexical:
@@ -141,15 +163,17 @@ class ClaimChecker:
             reasons.append(s.negation)
         return not reasons, reasons
 
-    def _local(self, claim: str, contexts: Sequence[str], question: str = "") -> tuple[bool, float, list[str]]:
-        """(supported, similarity score, reasons it is not) from the local signals alone."""
-        if not content_words(claim):
-            return True, 1.0, []
-        if not "".join(contexts).strip():
-            return False, 0.0, ["no context"]
-        s = self.signals(claim, contexts, question)
-        ok, reasons = self.decide(s)
-        return ok, s.similarity, reasons
+    def with_settings(self, **changes: Any) -> ClaimChecker:
+        """A checker sharing this one's embedder, judge and caches, with other thresholds (for tuning)."""
+        other = ClaimChecker.__new__(ClaimChecker)
+        other.__dict__.update(self.__dict__)
+        for k, v in changes.items():
+            if not hasattr(self, k):
+                raise ValueError(f"unknown checker setting {k!r}")
+            setattr(other, k, v)
+        return other
+
+    # -- internals --------------------------------------------------------------------------------------------
 
     def _best(self, claim: str, units: list[str]) -> tuple[float, str]:
         if not units:
@@ -173,28 +197,5 @@ class ClaimChecker:
             self._cache.move_to_end(t)
         return np.stack([self._cache[t] for t in texts])
 
-    def _judge(self, question: str, claims: list[tuple[str, tuple[int, ...], list[str]]]) -> list[
-            tuple[bool, str] | None]:
-        """One judge call per distinct context; None where the reply gives no usable verdict."""
-        from rag.llm.base import complete  # the LLM package imports prompts; a judge is optional
 
-        out: list[tuple[bool, str] | None] = [None] * len(claims)
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, (_, _, ctx) in enumerate(claims):
-            groups.setdefault(tuple(ctx), []).append(i)
-        for ctx, idx in groups.items():
-            listing = "\n".join(f"{k}. {claims[i][0]}" for k, i in enumerate(idx, start=1))
-            user = (f"Context:\n{chr(10).join(ctx)}\n\nQuestion: {question}\n\nClaims:\n{listing}\n\n"
-                    "For each claim, is it supported by the context? Answer in JSON.")
-            prompt = Prompt((Message("system", JUDGE_SYSTEM), Message("user", user)), question=question,
-                            json_mode=True, max_tokens=80 + 60 * len(idx))
-            try:
-                reply = complete(self.judge, prompt).text
-            except Exception as e:  # a failing judge must not fail the answer; local signals still apply
-                log.warning("claim judge failed: %s", e)
-                continue
-            for k, verdict in parse_judge_reply(reply, len(idx)).items():
-                out[idx[k - 1]] = verdict
-        return out
-
-
+__all__ = ["MIN_ENTAILMENT", "MIN_LEXICAL", "MIN_SIMILARITY", "NEGATION_MIN_SIMILARITY", "ClaimChecker", "Signals"]

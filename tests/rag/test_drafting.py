@@ -1,0 +1,161 @@
+"""Answers that never take words back: only checked sentences are streamed, the stream equals the final text,
+unsupported cited sentences are dropped, a local model is paused after its first sentence and resumed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rag import citations as cite
+from rag.answer import Answerer
+from rag.config import AnswerConfig
+from rag.drafting import Drafter
+from rag.prompt import REFUSAL, Prompt, blocks_from_texts, build_prompt
+from rag.records import Answer, Evidence, Hit, Usage
+from rag.retrieve import RetrievalResult
+from rag.verify import ClaimChecker
+
+PASSAGES = ["The observatory telescope has a 40 centimetre mirror and opened in 1998.",
+            "Sourdough bread rises for twelve hours at room temperature before baking."]
+
+
+class ScriptedLLM:
+    """A unit seam: streams a fixed answer in small pieces; records how it was called."""
+
+    name = "scripted"
+    model = "scripted"
+
+    def __init__(self, answer: str, interruptible: bool = False) -> None:
+        self.answer = answer
+        self.interruptible = interruptible
+        self.calls: list[str] = []  # the prefix each stream was resumed from
+        self.open_streams = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt: Prompt, prefix: str = "") -> Iterator[str | Usage]:
+        self.calls.append(prefix)
+        assert self.answer.startswith(prefix)
+        rest = self.answer[len(prefix):]
+        self.open_streams += 1
+        try:
+            for i in range(0, len(rest), 7):
+                yield rest[i:i + 7]
+            yield Usage(10, self.count_tokens(self.answer))
+        finally:
+            self.open_streams -= 1
+
+
+class TableJudge:
+    """P(yes) by the statement in the judge's question (a unit seam standing in for the LLM)."""
+
+    def __init__(self, table: dict[str, float], llm: ScriptedLLM | None = None) -> None:
+        self.table = table
+        self.llm = llm
+        self.asked: list[str] = []
+
+    def p_yes(self, prompt: Prompt) -> float:
+        if self.llm is not None:  # a local model cannot judge while its own stream is open
+            assert self.llm.open_streams == 0
+        question = prompt.messages[-1].content
+        self.asked.append(question)
+        for key, p in self.table.items():
+            if key in question:
+                return p
+        return 0.9
+
+
+def _draft(llm: ScriptedLLM, checker: ClaimChecker | None) -> tuple[str, Drafter]:
+    blocks = blocks_from_texts(PASSAGES)
+    drafter = Drafter(llm, build_prompt("When did the observatory open?", blocks), blocks,
+                      "When did the observatory open?", checker, verify=checker is not None)
+    return "".join(drafter), drafter
+
+
+def test_green_cheese_with_a_valid_marker_is_not_shown() -> None:
+    """The claim of issue 8: a cited sentence over an unrelated passage is no longer passed as grounded."""
+    llm = ScriptedLLM("The observatory opened in 1998 [1]. The moon is made of green cheese [1].")
+    text, d = _draft(llm, ClaimChecker())
+    assert text == "The observatory opened in 1998 [1]."
+    assert [v.supported for v in d.draft.verdicts] == [True, False]
+    assert "green cheese" in d.draft.model_text and "cheese" not in text
+
+
+def test_streamed_text_equals_the_final_answer_and_nothing_is_taken_back() -> None:
+    llm = ScriptedLLM("The telescope mirror is 40 centimetres [1]. It opened in 2004 [1]. "
+                      "Bread rises for twelve hours [2].")
+    judge = TableJudge({"2004": 0.05})
+    text, d = _draft(llm, ClaimChecker(judge=judge))
+    assert text == "The telescope mirror is 40 centimetres [1]. Bread rises for twelve hours [2]."
+    assert text == cite.render(d.draft.shown)
+    assert [v.supported for v in d.draft.verdicts] == [True, False, True]
+    assert len(judge.asked) == 3 and "document [1]" in judge.asked[1] and "2004" in judge.asked[1]
+
+
+def test_a_local_model_is_paused_for_its_first_sentence_then_resumed() -> None:
+    answer = "The mirror is 40 centimetres [1]. It opened in 1998 [1]."
+    llm = ScriptedLLM(answer, interruptible=True)
+    judge = TableJudge({}, llm)
+    text, _ = _draft(llm, ClaimChecker(judge=judge))
+    assert text == answer
+    assert len(llm.calls) == 2 and llm.calls[0] == "" and answer.startswith(llm.calls[1]) and llm.calls[1]
+    assert "The mirror is 40 centimetres [1]." in llm.calls[1]  # resumed after the first checked sentence
+
+
+def test_uncited_sentences_get_the_block_that_supports_them_or_are_dropped() -> None:
+    llm = ScriptedLLM("The telescope has a 40 centimetre mirror. Penguins live in Antarctica.")
+    text, _ = _draft(llm, ClaimChecker())
+    assert text == "The telescope has a 40 centimetre mirror [1]."
+
+
+def test_a_model_refusal_stops_generation_and_nothing_is_shown() -> None:
+    llm = ScriptedLLM(f"{REFUSAL} But the telescope opened in 1998 [1].", interruptible=True)
+    text, d = _draft(llm, ClaimChecker(judge=TableJudge({}, llm)))
+    assert text == "" and d.draft.refused_by_model and d.draft.shown == []
+
+
+class OneHitRetriever:
+    def __init__(self, best_dense: float) -> None:
+        self.best_dense = best_dense
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None, filters: object = None) -> RetrievalResult:
+        blocks = blocks_from_texts(PASSAGES)
+        hits = [Hit(b.hit.chunk, 1.0 - i / 10, dense_score=self.best_dense) for i, b in enumerate(blocks)]
+        return RetrievalResult(hits, Evidence(self.best_dense, 1.0, True))
+
+
+def _answer(answer: str, judge_table: dict[str, float]) -> tuple[list[str], Answer]:
+    llm = ScriptedLLM(answer, interruptible=True)
+    checker = ClaimChecker(judge=TableJudge(judge_table, llm))
+    answerer = Answerer(OneHitRetriever(0.6), llm, AnswerConfig(), checker)  # type: ignore[arg-type]
+    *deltas, final = list(answerer.stream("When did the observatory open?"))
+    assert isinstance(final, Answer) and all(isinstance(x, str) for x in deltas)
+    return deltas, final  # type: ignore[return-value]
+
+
+def test_stream_of_the_answerer_equals_its_answer_text() -> None:
+    deltas, final = _answer("It opened in 1998 [1]. It has a 40 centimetre mirror [1].", {})
+    assert "".join(deltas) == final.text and not final.refused
+    assert final.evidence is not None and final.evidence.answerability == 0.9
+    assert {"answerability", "generate", "verify", "first_token", "total"} <= set(final.timings)
+
+
+def test_unanswerable_is_refused_before_generation_and_the_refusal_is_streamed() -> None:
+    deltas, final = _answer("It opened in 1998 [1].", {"contain the specific information": 0.2})
+    assert final.refused and "do not seem to answer" in final.refusal_reason
+    assert "".join(deltas) == final.text == REFUSAL and "generate" not in final.timings
+
+
+def test_an_answer_with_nothing_supported_is_refused_and_streams_only_the_refusal() -> None:
+    deltas, final = _answer("It opened in 2004 [1].", {"2004": 0.1})
+    assert final.refused and "no sentence" in final.refusal_reason
+    assert "".join(deltas) == final.text == REFUSAL
+    assert [v.supported for v in final.verdicts] == [False]
+
+
+def test_is_refusal_needs_the_whole_answer_to_decline() -> None:
+    assert cite.is_refusal(REFUSAL)
+    assert cite.is_refusal("The documents do not contain information about the port.")
+    assert cite.is_refusal("")
+    assert not cite.is_refusal("SQLite keeps no information about column order [1].")
+    assert not cite.is_refusal("The documents do not mention the port. The default timeout is 5 seconds [2].")
