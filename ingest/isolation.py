@@ -12,6 +12,7 @@ watches the clock while the caller's thread consumes results (and embeds them), 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import multiprocessing
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 # Imported once by the forkserver, so that every worker forked from it starts with the parsers loaded.
 PRELOAD = ["ingest.isolation", "bs4", "lxml.etree", "lxml.html", "pypdf", "pypdfium2", "markdown_it",
            "charset_normalizer", "tokenizers", "langchain_text_splitters"]
+_MAX_LOGS = 20  # log records of one file sent back to the main process
 _MAX_REASON = 300  # characters of an exception message kept in a failure reason
 _START_TIMEOUT_S = 120  # the first worker of a process also waits for the forkserver to import the parsers
 _POLL_S = 0.05  # how often the supervisor looks at the clock and at the caller's stop request
@@ -68,6 +70,7 @@ class LoadResult:
     chunks: tuple[Chunk, ...] | None = None  # None when the worker had no tokenizer to chunk with
     error: str = ""
     seconds: float = 0.0
+    logs: tuple[tuple[int, str, str], ...] = ()  # (level, logger, message) the parsers logged in the worker
 
     @classmethod
     def failed(cls, key: int, source: str, reason: str, seconds: float = 0.0) -> LoadResult:
@@ -82,6 +85,7 @@ class WorkerSettings:
     tokenizer_json: str | None  # None: workers only parse, the caller chunks
     max_tokens: int
     memory_mb: int
+    log_level: int = logging.WARNING  # the main process's: records at or above it are sent back with the result
 
 
 def tokenizer_json(tokenizer: Any) -> str | None:
@@ -127,6 +131,8 @@ def _serve(conn: Connection, settings: WorkerSettings) -> None:
     """A worker's life: limits first, then one task at a time until told to stop or the main process is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle; it stops us
     _die_with_parent()
+    logging.getLogger().handlers[:] = []  # records go back to the main process with each result
+    logging.getLogger().setLevel(settings.log_level)
     try:
         chunker = None
         if settings.tokenizer_json is not None:
@@ -145,7 +151,10 @@ def _serve(conn: Connection, settings: WorkerSettings) -> None:
             return  # the main process is gone
         if task is None:
             return
-        result, retire = load_one(task, chunker, settings.memory_mb)
+        with _captured_logs() as records:
+            result, retire = load_one(task, chunker, settings.memory_mb)
+        if records:
+            result = dataclasses.replace(result, logs=tuple(records))
         try:
             conn.send((result, retire))
         except MemoryError:  # the result itself did not fit in the limit
@@ -154,6 +163,35 @@ def _serve(conn: Connection, settings: WorkerSettings) -> None:
             return
         if retire:
             return
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[tuple[int, str, str]]) -> None:
+        super().__init__()
+        self.records = records
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < _MAX_LOGS:
+            self.records.append((record.levelno, record.name, one_line(record.getMessage())))
+        else:
+            self.dropped += 1
+
+
+@contextlib.contextmanager
+def _captured_logs() -> Iterator[list[tuple[int, str, str]]]:
+    """Collect what the parsers log while one file is parsed (a hostile file may log thousands of warnings: the
+    first few are kept), to be logged again by the main process under its own logging set-up."""
+    records: list[tuple[int, str, str]] = []
+    handler = _Collect(records)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield records
+    finally:
+        root.removeHandler(handler)
+        if handler.dropped:
+            records.append((logging.WARNING, __name__, f"... and {handler.dropped} more log records"))
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -168,7 +206,15 @@ def _limit_memory(memory_mb: int) -> None:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when its parent (the forkserver, which exits with the main process) dies."""
+    """Make sure this worker dies with the main process, even in the middle of a parse (a kill -9 of an ingest
+    must not leave a parser running): Linux SIGKILLs it when its parent, the forkserver, exits, and the
+    forkserver exits when no process holds its "alive" pipe any more. A forked worker inherits a copy of that
+    pipe, which would keep the forkserver (and so itself) alive: close it (a worker never starts processes)."""
+    with contextlib.suppress(AttributeError, OSError, TypeError):
+        fd = forkserver._forkserver._forkserver_alive_fd
+        if fd is not None:
+            os.close(fd)
+            forkserver._forkserver._forkserver_alive_fd = None
     try:
         import ctypes
 

@@ -132,6 +132,8 @@ class Ingestor:
         with LoaderPool(self._worker_settings, self.config.load_workers, self.config.load_timeout_s) as pool:
             for done, result in enumerate(pool.map(self._prepare(files, known, tenant, tags)), start=1):
                 f = files[result.key]
+                for level, name, message in result.logs:  # what the parsers logged in the worker
+                    logging.getLogger(name).log(level, "%s: %s", f.source, message)
                 if result.status == "failed":
                     rep.failed.append(Failure(f.source, result.error))
                     log.info("failed: %s: %s", f.source, result.error)
@@ -177,7 +179,8 @@ class Ingestor:
         """What the parser workers need; built when the first one starts (a run with nothing new starts none)."""
         _ = self.chunker  # checks the chunking settings here, once, rather than failing in every worker
         tokenizer, max_tokens = self._tokenizer()
-        return WorkerSettings(self.config, tokenizer_json(tokenizer), max_tokens, self.config.load_memory_mb)
+        return WorkerSettings(self.config, tokenizer_json(tokenizer), max_tokens, self.config.load_memory_mb,
+                              logging.getLogger().getEffectiveLevel())
 
     def _prepare(self, files: list[Found], known: dict[str, StoredDocument], tenant: str | None,
                  tags: tuple[str, ...]) -> Iterator[LoadTask | LoadResult]:

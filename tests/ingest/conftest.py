@@ -190,3 +190,36 @@ def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the embedding model was loaded, but nothing needed embedding")
 
     monkeypatch.setattr("ingest.pipeline.open_embedder", refuse)
+
+
+class HashEmbedder:
+    """A fast deterministic embedder with the real tokenizer: a unit seam for fault injection and for tests whose
+    subject is not the embedding (the index, the FAISS file and the store stay real). Same model id and
+    dimension as the bundled model, so the index it builds is one the real model can open and extend."""
+
+    def __init__(self) -> None:
+        from ingest.config import EmbeddingConfig
+        from ingest.embedding import load_tokenizer
+
+        config = EmbeddingConfig()
+        self.model_id = config.model
+        self.dim = 384
+        self.tokenizer, self.max_tokens = load_tokenizer(config)
+        self.calls: list[int] = []  # batch sizes, in order
+
+    def embed(self, texts: list[str]):
+        import numpy as np
+
+        self.calls.append(len(texts))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbedder:
+    """A fresh HashEmbedder (fast, deterministic; records its batch sizes)."""
+    return HashEmbedder()

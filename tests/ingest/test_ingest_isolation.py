@@ -1,0 +1,244 @@
+"""Untrusted files are parsed in worker processes: a file that crashes, overruns its time or its memory costs one
+failed line, the worker is replaced, and the rest of the run goes on; workers start once per run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import hostile
+import pytest
+
+from ingest import isolation, pipeline
+from ingest.config import IngestConfig
+from ingest.pipeline import ingest_paths
+from rag.api import open_pipeline
+from rag.config import Config
+
+GOOD = {"a.txt": "Walruses haul out on the ice floes in late spring.\n",
+        "z.md": "# Narwhals\n\nThe narwhal tusk is a tooth that grows through the upper lip.\n"}
+
+
+def _corpus(root: Path, bad: dict[str, bytes | str]) -> Path:
+    root.mkdir(parents=True)
+    for name, content in {**GOOD, **bad}.items():
+        (root / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+@pytest.fixture
+def starts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the parser workers started, in order."""
+    pids: list[int] = []
+    real = isolation.LoaderPool._start
+
+    def start(self):
+        worker = real(self)
+        pids.append(worker.process.pid)
+        return worker
+
+    monkeypatch.setattr(isolation.LoaderPool, "_start", start)
+    return pids
+
+
+def test_recursion_and_decompression_bombs_in_pdfs_each_cost_one_failed_line(tmp_path: Path, hash_embedder, starts,
+                                                                            index_snapshot) -> None:
+    nested, bomb = hostile.nested_array_pdf(), hostile.flate_bomb_pdf()
+    assert len(nested) < 1000 and len(bomb) < 400_000  # small files: 20,000 nested '[' and 300 MB of zeros
+    root = _corpus(tmp_path / "docs", {"nested.pdf": nested, "bomb.pdf": bomb})
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=hash_embedder)
+    failed = {f.source: f.error for f in report.failed}
+    assert sorted(failed) == ["bomb.pdf", "nested.pdf"]
+    assert failed["nested.pdf"].startswith("crashed: RecursionError: maximum recursion depth exceeded")
+    assert failed["bomb.pdf"].startswith("crashed: LimitReachedError: Limit reached while decompressing")
+    assert report.added == ["a.txt", "z.md"]
+    assert len(starts) == 1  # an exception in a parser does not cost the worker
+    assert index_snapshot(tmp_path / "index").consistent
+
+
+def test_the_same_files_uploaded_through_the_api_fail_alone(tmp_path: Path, hash_embedder) -> None:
+    """What the server's upload job runs (RAG.ingest -> rag.api.ingest -> ingest_paths)."""
+    root = _corpus(tmp_path / "up", {"nested.pdf": hostile.nested_array_pdf()})
+    config = Config(index_dir=tmp_path / "index")
+    ingest_paths([tmp_path / "up" / "a.txt"], config.index_dir, config.ingest, embedder=hash_embedder)
+    with open_pipeline(config.index_dir, config, embedder=hash_embedder) as rag:
+        report = rag.ingest([root / "nested.pdf", root / "z.md"], tenant="acme")
+    assert [(f.source, f.error.split(":")[0]) for f in report.failed] == [("nested.pdf", "crashed")]
+    assert report.added == ["z.md"]
+
+
+def test_a_file_over_the_time_limit_is_killed_and_the_run_goes_on(tmp_path: Path, hash_embedder, starts) -> None:
+    root = _corpus(tmp_path / "docs", {"m-slow.pdf": hostile.slow_pdf(300_000)})  # ~30 s of pypdf here
+    t = time.monotonic()
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(load_timeout_s=2), embedder=hash_embedder)
+    elapsed = time.monotonic() - t
+    assert [(f.source, f.error) for f in report.failed] == [("m-slow.pdf", "took longer than 2 s (ingest.load_timeout_s)")]
+    assert report.added == ["a.txt", "z.md"]  # z.md comes after it: parsed by the replacement worker
+    assert len(starts) == 2 and elapsed < 20, (starts, elapsed)
+
+
+def test_a_file_over_the_memory_limit_fails_and_the_run_goes_on(tmp_path: Path, hash_embedder, starts) -> None:
+    words = " ".join(["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma"] * 200_000)  # 8 MB, one line
+    root = _corpus(tmp_path / "docs", {"m-big.txt": words})
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(load_memory_mb=64), embedder=hash_embedder)
+    assert [(f.source, f.error) for f in report.failed] == [
+        ("m-big.txt", "needed more than 64 MiB of memory (ingest.load_memory_mb)")]
+    assert report.added == ["a.txt", "z.md"]
+    assert len(starts) == 2  # the worker that ran out of memory retired
+
+
+def test_a_parser_process_that_dies_costs_only_its_file(tmp_path: Path, hash_embedder, starts) -> None:
+    root = _corpus(tmp_path / "docs", {"m-slow.pdf": hostile.slow_pdf(300_000)})
+
+    def kill_the_worker_busy_with_it() -> None:  # as the kernel's OOM killer or a segfault would
+        deadline = time.monotonic() + 60
+        while len(starts) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # a.txt is done by now; the worker is inside pypdf
+        os.kill(starts[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker_busy_with_it)
+    killer.start()
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=hash_embedder)
+    killer.join()
+    assert [(f.source, f.error) for f in report.failed] == [
+        ("m-slow.pdf", "crashed: the parser process was killed by SIGKILL")]
+    assert report.added == ["a.txt", "z.md"] and len(starts) == 2
+
+
+def test_workers_start_once_per_run_and_not_at_all_when_nothing_changed(tmp_path: Path, hash_embedder, starts,
+                                                                       make_text) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    for i in range(40):
+        (root / f"f{i:02d}.txt").write_text(make_text(i, 40))
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=hash_embedder)
+    assert len(report.added) == 40 and len(starts) == 1
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=hash_embedder)
+    assert len(report.unchanged) == 40 and len(starts) == 1  # unchanged files are hashed, never parsed
+
+
+def test_embedding_starts_while_files_are_still_being_parsed(tmp_path: Path, hash_embedder, monkeypatch,
+                                                             make_text) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    for i in range(6):
+        (root / f"f{i}.txt").write_text(make_text(100 + i, 900))  # ~6 chunks each
+    monkeypatch.setattr(pipeline, "EMBED_BATCH", 8)
+    events: list[str] = []
+    real_embed = hash_embedder.embed
+
+    def embed(texts):
+        events.append("embed")
+        return real_embed(texts)
+
+    monkeypatch.setattr(hash_embedder, "embed", embed)
+    progress = lambda stage, done, total: events.append(f"{stage} {done}/{total}") if stage == "load" else None  # noqa: E731
+    report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=hash_embedder, progress=progress)
+    assert len(report.added) == 6 and report.chunks_embedded > 16
+    assert events.index("embed") < events.index("load 6/6"), events  # the old pipeline embedded after loading all
+
+
+UNGUARDED = """
+import sys
+print("top-level ran", flush=True)  # no `if __name__ == "__main__"` guard: a worker must not run this again
+from pathlib import Path
+sys.path[:0] = [{tests!r}]
+from conftest import HashEmbedder
+from ingest.config import IngestConfig
+from ingest.pipeline import ingest_paths
+report = ingest_paths([Path({docs!r})], Path({index!r}), IngestConfig(), embedder=HashEmbedder())
+print("added", len(report.added), flush=True)
+"""
+
+
+def test_a_callers_script_without_a_main_guard_is_not_run_again_by_the_workers(tmp_path: Path) -> None:
+    root = _corpus(tmp_path / "docs", {})
+    script = tmp_path / "script.py"
+    script.write_text(UNGUARDED.format(tests=str(Path(__file__).parent), docs=str(root), index=str(tmp_path / "ix")))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["top-level ran", "added 2"]
+
+
+KILLED = """
+import sys
+from pathlib import Path
+sys.path[:0] = [{tests!r}]
+from conftest import HashEmbedder
+from ingest import isolation
+from ingest.config import IngestConfig
+from ingest.pipeline import ingest_paths
+real = isolation.LoaderPool._start
+def start(self):
+    worker = real(self)
+    print("worker", worker.process.pid, flush=True)
+    return worker
+isolation.LoaderPool._start = start
+if __name__ == "__main__":
+    ingest_paths([Path({docs!r})], Path({index!r}), IngestConfig(), embedder=HashEmbedder())
+"""
+
+
+def test_workers_die_with_an_ingest_killed_by_sigkill(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "slow.pdf").write_bytes(hostile.slow_pdf(300_000))
+    script = tmp_path / "script.py"
+    script.write_text(KILLED.format(tests=str(Path(__file__).parent), docs=str(root), index=str(tmp_path / "ix")))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("worker "), line
+        worker = int(line.split()[1])
+        time.sleep(0.5)
+        assert _alive(worker)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5  # parsing the file would take ~30 s more
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "an orphaned parser worker kept running after its ingest was killed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_limits_are_settings_validated_with_what_is_allowed() -> None:
+    from ingest.config import ConfigError
+
+    config = Config()
+    assert (config.ingest.load_timeout_s, config.ingest.load_memory_mb, config.ingest.load_workers) == (60.0, 1536, 1)
+    for key, value, allowed in (("load_timeout_s", 0, "greater than 0"), ("load_memory_mb", 16, "greater than or equal to 64"),
+                                ("load_workers", 0, "greater than or equal to 1")):
+        with pytest.raises(ConfigError, match=rf"ingest.{key} = {value}: .*{allowed}"):
+            IngestConfig.from_dict({key: value}, {})
+    toml = (Path(__file__).parents[2] / "config.toml").read_text()
+    for line in ("load_timeout_s = 60.0", "load_memory_mb = 1536", "load_workers = 1"):
+        assert line in toml  # documented with its default
+
+
+def test_worker_failures_are_one_line_and_never_raise() -> None:
+    """load_one, the worker's body, in process: every failure is a result, its reason on one line."""
+    task = isolation.LoadTask(0, "x.pdf", "x.pdf", hostile.nested_array_pdf())
+    result, retire = isolation.load_one(task, None, 64)
+    assert result.status == "failed" and "\n" not in result.error and not retire
+    task = isolation.LoadTask(1, "x.html", "x.html", textwrap.dedent(hostile.deep_html(8000)).encode())
+    t = time.monotonic()
+    result, _ = isolation.load_one(task, None, 64)
+    assert result.status == "loaded" and "deep text" in result.document.text
+    assert time.monotonic() - t < 5  # quadratic before: 33 s
