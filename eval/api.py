@@ -65,11 +65,19 @@ def indexed_sources(pipeline: Any) -> tuple[int, tuple[str, ...]]:
     return len(sources), tuple(sources) if len(sources) <= MAX_LISTED_SOURCES else ()
 
 
-def _labelled(path: str | Path, checker: Any, split: str | None = None,
-              progress: StageProgress | None = None) -> DetectionReport:
+def _labelled(path: str | Path, checker: Any, split: str | None = None, progress: StageProgress | None = None,
+              description: str = "") -> DetectionReport:
     items = load_items(path, split)
     detectors: dict[str, Detector] = {"checker": checker_detector(checker)} if checker is not None else {}
-    return score_detectors(items, detectors, file=str(path), split=split, progress=progress)
+    return score_detectors(items, detectors, file=str(path), split=split, progress=progress,
+                           checker=description if checker is not None else "")
+
+
+def _describe(checker: Any) -> str:
+    """What the scored checker is: its class and the judge it holds (what it really uses, not what it was offered)."""
+    judge = getattr(checker, "judge", None)
+    name = "none" if judge is None else _judge_name(judge) if hasattr(judge, "model") else type(judge).__name__
+    return f"{type(checker).__name__} from rag.factory.build_checker, judge: {name}"
 
 
 def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str | Path | None = None,
@@ -135,7 +143,8 @@ def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str |
             timings["synthetic_detector_s"] = time.perf_counter() - t
         if labelled is not None:
             t = time.perf_counter()
-            sections["labelled_detector"] = _labelled(labelled, checker, labelled_split, progress)
+            sections["labelled_detector"] = _labelled(labelled, checker, labelled_split, progress,
+                                                      _describe(checker))
             timings["labelled_detector_s"] = time.perf_counter() - t
         if ragas:
             from eval.ragas_run import score_run
@@ -152,20 +161,29 @@ def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str |
 
 
 def verify_labelled(items_file: str | Path, *, config: Any = None, split: str | None = None,
-                    checker: str = "configured", progress: StageProgress | None = None) -> DetectionReport:
-    """Precision / recall / F1 of unsupported-sentence detection on a labelled set, for the configured checker
-    (`checker="none"`: the baselines only) and the baselines, on the same items."""
+                    checker: str = "configured", llm: str | None = None,
+                    progress: StageProgress | None = None) -> DetectionReport:
+    """Precision / recall / F1 of unsupported-sentence detection on a labelled set, for the claim checker built
+    as the answer path builds it (with the `llm` backend, default answer.llm, as its judge; `checker="none"`:
+    the baselines only) and for the baselines, on the same items."""
     if checker not in CHECKERS:
         raise ValueError(f"unknown checker {checker!r}; valid: {', '.join(CHECKERS)}")
     load_items(items_file, split)  # a bad file fails before any model is loaded
-    built = None
-    if checker == "configured":
-        import rag
-        from rag.factory import build_checker, build_embedder
+    if checker == "none":
+        return _labelled(items_file, None, split, progress)
+    import rag
+    from rag.factory import build_checker, build_embedder, build_llm
 
-        config = config or rag.Config()
-        built = build_checker(config, build_embedder(config))
-    return _labelled(items_file, built, split, progress)
+    config = (config or rag.Config()).with_overrides(**{"answer.llm": llm})
+    embedder = build_embedder(config)
+    judge = build_llm(config, embedder=embedder)
+    try:
+        built = build_checker(config, embedder, judge=judge)
+        return _labelled(items_file, built, split, progress, _describe(built))
+    finally:
+        close = getattr(judge, "close", None)
+        if callable(close):
+            close()
 
 
 def rewrite_reports(run_dir: str | Path, recheck: bool = False, embedder: Any = None) -> RunSummary:

@@ -23,6 +23,8 @@ def _echo_detection(report: Any) -> None:
     click.echo(f"{report.items} answers ({report.unsupported_answers} with an unsupported sentence), "
                f"{report.sentences} sentences ({report.unsupported_sentences} unsupported)"
                + (f", split {report.split}" if report.split else "") + "; positive class: unsupported")
+    if report.checker:
+        click.echo(f"checker: {report.checker}")
     click.echo(f"{'':26}{'sentence level':^23}  {'answer level':^23}")
     click.echo(f"{'detector':<26}" + f"{'P':>7} {'R':>7} {'F1':>7}  " * 2 + "failures")
     for name, s in report.detectors.items():
@@ -148,9 +150,11 @@ def eval_command(obj: Ctx, questions: Path | None, index_dir: Path | None, out_d
 @click.option("--split", default=None, help="Only the items whose `split` key has this value (dev or test).")
 @click.option("--checker", type=click.Choice(["configured", "none"]), default="configured", show_default=True,
               help="configured: the claim checker rag answers with (rag.factory.build_checker); none: baselines only.")
+@click.option("--llm", type=click.Choice(["local", "openai", "extractive"]), default=None,
+              help="The LLM backend the checker uses as its judge, as when answering (default: answer.llm).")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure and count as one JSON object.")
 @click.pass_obj
-def verify_command(obj: Ctx, items: Path, split: str | None, checker: str, as_json: bool) -> None:
+def verify_command(obj: Ctx, items: Path, split: str | None, checker: str, llm: str | None, as_json: bool) -> None:
     """Score unsupported-sentence detection on labelled answers (JSONL; format in eval/README.md).
 
     Precision, recall and F1 at sentence and at answer level for the claim checker and three baselines
@@ -162,7 +166,7 @@ def verify_command(obj: Ctx, items: Path, split: str | None, checker: str, as_js
     try:
         with errors(as_json), progress_bar(not as_json and sys.stderr.isatty()) as progress:
             report = verify_labelled(items, config=obj.config if checker == "configured" else None, split=split,
-                                     checker=checker, progress=progress)
+                                     checker=checker, llm=llm, progress=progress)
     except EvalError as e:
         if as_json:
             echo_json({"error": {"message": str(e), "code": EXIT_FATAL}})

@@ -3,14 +3,14 @@ and how many answerable ones are refused with them.
 
 Each answered or refused question carries a score (results.jsonl `answerability`: the answer path's
 answerability, or the best dense similarity where there is none); the rule is "refuse when score < threshold".
-The curve puts a point at every observed score (and one above the highest, where everything is refused), and
+The curve puts a point at every observed score (and one just above the highest, 1e-6 more, where everything is
+refused), and
 marks the configured threshold. It describes the score alone: a run's real refusal rates also include the
 model's own refusals and the claim checks.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +64,7 @@ def refusal_curve(scored: Sequence[tuple[float, bool]], configured: float | None
     ans = [s for s, answerable in scored if answerable]
     una = [s for s, answerable in scored if not answerable]
     observed = sorted({s for s, _ in scored})
-    thresholds = observed + [math.nextafter(observed[-1], math.inf)] if observed else []
+    thresholds = observed + [round(observed[-1] + 1e-6, 6)] if observed else []  # above every score
     points = tuple(CurvePoint(t, _share(una, t), _share(ans, t)) for t in thresholds)
     marked = CurvePoint(configured, _share(una, configured), _share(ans, configured)) if configured is not None else None
     return RefusalCurve(score, len(ans), len(una), without_score, points, marked)

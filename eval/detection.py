@@ -81,9 +81,11 @@ class DetectionReport:
     unsupported_sentences: int
     unsupported_answers: int
     detectors: Mapping[str, DetectorScore] = field(default_factory=dict)  # "checker" first, then the baselines
+    checker: str = ""  # what "checker" is (how it was built, its judge); "" when only the baselines ran
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "split": self.split, "items": self.items, "sentences": self.sentences,
+        return {"file": self.file, "split": self.split, "checker": self.checker, "items": self.items,
+                "sentences": self.sentences,
                 "unsupported_sentences": self.unsupported_sentences, "answers": self.items,
                 "unsupported_answers": self.unsupported_answers,
                 "detectors": {k: v.to_dict() for k, v in self.detectors.items()}}
@@ -91,7 +93,8 @@ class DetectionReport:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DetectionReport:
         return cls(d["file"], d.get("split"), d["items"], d["sentences"], d["unsupported_sentences"],
-                   d["unsupported_answers"], {k: DetectorScore.from_dict(v) for k, v in d["detectors"].items()})
+                   d["unsupported_answers"], {k: DetectorScore.from_dict(v) for k, v in d["detectors"].items()},
+                   d.get("checker", ""))
 
 
 def baseline_detector(rule: Baseline) -> Detector:
@@ -123,8 +126,8 @@ def score_detector(items: Sequence[LabelledItem], detector: Detector, name: str 
 
 
 def score_detectors(items: Sequence[LabelledItem], detectors: Mapping[str, Detector], *, file: str = "",
-                    split: str | None = None, progress: Callable[[str, int, int], None] | None = None
-                    ) -> DetectionReport:
+                    split: str | None = None, checker: str = "",
+                    progress: Callable[[str, int, int], None] | None = None) -> DetectionReport:
     """The figures of the given detectors (e.g. the checker) and of every baseline, on the same items."""
     every = {**detectors, **{k: baseline_detector(v) for k, v in BASELINES.items() if k not in detectors}}
     scores = {}
@@ -133,4 +136,4 @@ def score_detectors(items: Sequence[LabelledItem], detectors: Mapping[str, Detec
         scores[name] = score_detector(items, det, name, step)
     return DetectionReport(file=file, split=split, items=len(items), sentences=sum(len(i.sentences) for i in items),
                            unsupported_sentences=sum(s.unsupported for i in items for s in i.sentences),
-                           unsupported_answers=sum(i.unsupported for i in items), detectors=scores)
+                           unsupported_answers=sum(i.unsupported for i in items), detectors=scores, checker=checker)

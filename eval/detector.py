@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eval.checking import answer_verdicts
 from eval.questions import Question, load_questions
 from eval.scores import keyword_found
 from rag.text import split_claims, split_sentences
@@ -286,7 +287,7 @@ def score(items: Sequence[Item], flagged: Sequence[bool]) -> Score:
 
 def evaluate(checker: ClaimChecker, items: Sequence[Item]) -> tuple[Score, list[bool]]:
     """Score a checker (judge included, when it has one) on the labelled items."""
-    flagged = [any(not v.supported for v in checker.check_answer(it.question, it.answer, [it.context]))
+    flagged = [any(not v.supported for v in answer_verdicts(checker, it.question, it.answer, [it.context]))
                for it in items]
     return score(items, flagged), flagged
 

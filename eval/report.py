@@ -68,10 +68,10 @@ def curve_rows(curve: RefusalCurve, limit: int = MAX_CURVE_ROWS) -> list[tuple[s
     if len(pts) > limit:
         step = (len(pts) - 1) / (limit - 1)
         pts = [pts[round(i * step)] for i in range(limit)]
-    rows = [(p.threshold, f"{p.threshold:.4g}", p.unanswerable_refused, p.answerable_refused) for p in pts]
+    rows = [(p.threshold, f"{p.threshold:.6g}", p.unanswerable_refused, p.answerable_refused) for p in pts]
     if curve.configured is not None:
         c = curve.configured
-        rows.append((c.threshold, f"**{c.threshold:.4g} (configured)**", c.unanswerable_refused, c.answerable_refused))
+        rows.append((c.threshold, f"**{c.threshold:.6g} (configured)**", c.unanswerable_refused, c.answerable_refused))
     return [(label, u, a) for _, label, u, a in sorted(rows, key=lambda row: row[0])]
 
 

@@ -165,8 +165,8 @@ def answerability_of(answer: Any) -> tuple[float | None, str]:
         return None, ""
     score = getattr(evidence, "answerability", None)
     if score is not None:
-        return float(score), "answerability"
-    return float(evidence.best_dense), "best_dense"
+        return round(float(score), 6), "answerability"
+    return round(float(evidence.best_dense), 6), "best_dense"
 
 
 def evaluate_question(pipeline: RAG, question: Question, checker: ClaimChecker | None, llm: Any = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 from eval.curve import RefusalCurve, refusal_curve
 
@@ -15,7 +14,7 @@ def test_curve_by_hand() -> None:
     third, two_thirds = round(1 / 3, 6), round(2 / 3, 6)
     assert got[:-1] == [(0.1, 0.0, 0.0), (0.2, third, 0.0), (0.5, two_thirds, 0.25), (0.6, two_thirds, 0.5),
                         (0.8, 1.0, 0.5), (0.9, 1.0, 0.75)]
-    assert got[-1] == (math.nextafter(0.9, math.inf), 1.0, 1.0)  # above every score: everything refused
+    assert got[-1] == (0.900001, 1.0, 1.0)  # just above every score: everything refused
     assert curve.configured is not None
     assert (curve.configured.unanswerable_refused, curve.configured.answerable_refused) == (two_thirds, 0.5)
     assert (curve.answerable, curve.unanswerable, curve.without_score) == (4, 3, 2)

@@ -135,10 +135,11 @@ def test_rag_verify_refuses_a_bad_file(tmp_path: Path, rag_cli) -> None:
 
 @pytest.mark.slow
 def test_rag_verify_with_the_configured_checker(tmp_path: Path, rag_cli) -> None:
-    done = _verify(rag_cli, write_items(tmp_path / "items.jsonl"), "--json")
+    """The checker as the answer path builds it; --llm extractive keeps it quick (no LLM judge to load)."""
+    done = _verify(rag_cli, write_items(tmp_path / "items.jsonl"), "--json", "--llm", "extractive")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert list(out["detectors"])[0] == "checker"
+    assert list(out["detectors"])[0] == "checker" and "rag.factory.build_checker" in out["checker"]
     checker = out["detectors"]["checker"]
     assert checker["failures"] == 0
     assert sum(checker["sentence"][k] for k in ("tp", "fp", "fn", "tn")) == 10
