@@ -50,7 +50,7 @@ class RunSummary:
 
 
 def _judge_name(llm: Any) -> str:
-    return f"{llm.name}:{llm.model}"
+    return f"{getattr(llm, 'name', type(llm).__name__)}:{getattr(llm, 'model', '')}"
 
 
 def indexed_sources(pipeline: Any) -> tuple[int, tuple[str, ...]]:
@@ -76,7 +76,7 @@ def _labelled(path: str | Path, checker: Any, split: str | None = None, progress
 def _describe(checker: Any) -> str:
     """What the scored checker is: its class and the judge it holds (what it really uses, not what it was offered)."""
     judge = getattr(checker, "judge", None)
-    name = "none" if judge is None else _judge_name(judge) if hasattr(judge, "model") else type(judge).__name__
+    name = "none" if judge is None else _judge_name(judge)
     return f"{type(checker).__name__} from rag.factory.build_checker, judge: {name}"
 
 

@@ -178,3 +178,26 @@ def verify_command(obj: Ctx, items: Path, split: str | None, checker: str, llm: 
     else:
         click.echo(f"{report.file}: ", nl=False)
         _echo_detection(report)
+
+
+def detector_main(argv: list[str] | None = None) -> int:
+    """`python -m eval.detector tune|score --dev Q=INDEX ... --test Q=INDEX ... [--out DIR]`: the SYNTHETIC set."""
+    import argparse
+
+    from eval.detector import tune_and_report
+
+    ap = argparse.ArgumentParser(prog="python -m eval.detector",
+                                 description="Tune / score the claim checker on the SYNTHETIC detector set (built "
+                                             "with the checker's own rules; real answers: rag verify).")
+    ap.add_argument("command", choices=["tune", "score"])
+    ap.add_argument("--dev", nargs="*", default=[], help="QUESTIONS.jsonl=INDEX_DIR pairs to tune on")
+    ap.add_argument("--test", nargs="*", default=[], help="QUESTIONS.jsonl=INDEX_DIR pairs to report on")
+    ap.add_argument("--out", type=Path, default=None, help="write the labelled items and scores here")
+    args = ap.parse_args(argv)
+    try:
+        report = tune_and_report(args.command, args.dev, args.test, args.out)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        return EXIT_FATAL
+    click.echo(json.dumps(report, indent=2))
+    return EXIT_OK

@@ -17,7 +17,6 @@ The checker is scored on detecting UNFAITHFUL answers (the positive class): prec
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import random
@@ -323,60 +322,56 @@ def tune(checker: ClaimChecker, items: Sequence[Item]) -> tuple[dict[str, Any], 
     return params, sc
 
 
-# -- command line -------------------------------------------------------------------------------------------------
+# -- tuning and reporting on corpora (`python -m eval.detector`, printed by eval/cli.py) ---------------------------
 
-def _load(pairs: Sequence[str], embedder: Any) -> list[Item]:
+def load_pairs(pairs: Sequence[str], embedder: Any) -> list[Item]:
+    """The synthetic items of QUESTIONS.jsonl=INDEX_DIR pairs."""
     import rag
 
     items: list[Item] = []
     for pair in pairs:
         qfile, sep, index = pair.partition("=")
         if not sep:
-            raise SystemExit(f"expected QUESTIONS.jsonl=INDEX_DIR, got {pair!r}")
+            raise ValueError(f"expected QUESTIONS.jsonl=INDEX_DIR, got {pair!r}")
         with rag.open(index, embedder=embedder) as pipeline:
             questions = load_questions(qfile)
             items += build_items(questions, passages(pipeline, questions))
     return items
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.detector", description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["tune", "score"])
-    ap.add_argument("--dev", nargs="*", default=[], help="QUESTIONS.jsonl=INDEX_DIR pairs to tune on")
-    ap.add_argument("--test", nargs="*", default=[], help="QUESTIONS.jsonl=INDEX_DIR pairs to report on")
-    ap.add_argument("--out", type=Path, default=None, help="write the labelled items and scores here")
-    args = ap.parse_args(argv)
+def tune_and_report(command: str, dev: Sequence[str], test: Sequence[str], out: Path | None) -> dict[str, Any]:
+    """`tune`: pick thresholds on the dev pairs' items; then (`tune` or `score`) score the test pairs' items.
+    Writes detector.json (and the scored test items) into `out` when given; returns the report."""
     from rag.config import Config
     from rag.factory import build_embedder
 
     embedder = build_embedder(Config())
     checker = ClaimChecker(embedder=embedder)
-    report: dict[str, Any] = {}
-    if args.command == "tune":
-        dev = _load(args.dev, embedder)
-        params, dev_score = tune(checker, dev)
+    report: dict[str, Any] = {"set": "synthetic", "note": SYNTHETIC_NOTE}
+    if command == "tune":
+        params, dev_score = tune(checker, load_pairs(dev, embedder))
         report["tuned"] = params
         report["dev"] = dev_score.to_dict()
         checker = ClaimChecker(embedder=embedder, **{k: v for k, v in params.items() if k != "check_terms"},
                                check_terms=params["check_terms"])
     report["checker"] = {k: getattr(checker, k) for k in ("min_similarity", "min_lexical",
                                                           "negation_min_similarity", "check_terms")}
-    if args.test:
-        test = _load(args.test, embedder)
-        test_score, flagged = evaluate(checker, test)
+    if test:
+        items = load_pairs(test, embedder)
+        test_score, flagged = evaluate(checker, items)
         report["test"] = test_score.to_dict()
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            with open(args.out / "detector_items.jsonl", "w", encoding="utf-8") as fh:
-                for it, f in zip(test, flagged, strict=True):
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / "detector_items.jsonl", "w", encoding="utf-8") as fh:
+                for it, f in zip(items, flagged, strict=True):
                     fh.write(json.dumps({**it.to_dict(), "flagged": f}, ensure_ascii=False) + "\n")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "detector.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    json.dump(report, sys.stdout, indent=2)
-    print()
-    return 0
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "detector.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from eval.cli import detector_main
+
+    sys.exit(detector_main())
