@@ -432,6 +432,21 @@ def _ensure_preload() -> None:
         multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
 
 
+def _forget_the_parents_forkserver() -> None:
+    """In a child made by os.fork (a pre-forking server, a test harness): the forkserver belongs to the parent, and
+    multiprocessing would try to reuse it (and fail: it is not this process's child). Start afresh."""
+    fs = forkserver._forkserver
+    with contextlib.suppress(AttributeError, OSError, TypeError):
+        if fs._forkserver_alive_fd is not None:
+            os.close(fs._forkserver_alive_fd)
+    with contextlib.suppress(AttributeError):
+        fs._forkserver_alive_fd = fs._forkserver_address = fs._forkserver_pid = None
+        fs._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_forkserver)
+
+
 class _Popen(popen_forkserver.Popen):
     """The forkserver's Popen, except that the worker does not run the parent's __main__ again: it needs only this
     module, and a caller's script without an `if __name__ == "__main__"` guard must not run twice."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -116,112 +115,7 @@ def test_readers_query_while_an_ingest_runs(tmp_path: Path, embedder, rag_cli, i
     assert index_snapshot(index).consistent
 
 
-# --- SIGKILL at random points -------------------------------------------------------------------
-
-
-def _next_generation_file(index: Path, generation: int) -> bool:
-    name = f"vectors-{generation + 1:08d}.faiss"
-    return (index / name).exists() or (index / f"{name}.tmp").exists()
-
-
-def _store_signature(index: Path) -> tuple[int, int]:
-    """Changes whenever the writer commits to SQLite (WAL or main file)."""
-    sig = 0, 0
-    for name in ("store.sqlite-wal", "store.sqlite"):
-        try:
-            st = (index / name).stat()
-            sig = (sig[0] + st.st_size, sig[1] + st.st_mtime_ns)
-        except FileNotFoundError:
-            pass
-    return sig
-
-
-def _kill_when(proc: subprocess.Popen, mode: str, delay: float, index: Path, generation: int) -> tuple[str, float]:
-    """SIGKILL the ingest: after `delay` s ('random'), when it first commits to SQLite, i.e. has cached the embedded
-    vectors ('vectors-cached'), or when it starts the next generation's FAISS file ('commit'); 'complete' lets it
-    finish. Returns where the kill landed, as far as the index directory shows, and the seconds it ran."""
-    start = time.monotonic()
-    signature = _store_signature(index)
-    while proc.poll() is None:
-        elapsed = time.monotonic() - start
-        if mode == "random" and elapsed >= delay:
-            break
-        if mode == "vectors-cached" and _store_signature(index) != signature:
-            break
-        if mode == "commit" and _next_generation_file(index, generation):
-            break
-        if elapsed > 120:
-            break  # a stuck ingest is killed too; the checks that follow still apply
-        time.sleep(0.01 if mode == "random" else 0.0005)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-        seconds = time.monotonic() - start
-        if _next_generation_file(index, generation):
-            where = "killed writing the next generation"
-        elif _store_signature(index) != signature:
-            where = "killed after caching vectors"
-        else:
-            where = "killed before any write"  # scanning, loading files or the model, chunking, embedding
-    else:
-        seconds = time.monotonic() - start
-        where = f"completed, exit {proc.returncode}"
-    proc.communicate()
-    return where, seconds
-
-
-def test_sigkill_at_random_points_leaves_a_consistent_index(
-        tmp_path: Path, embedder, rag_cli, index_snapshot, corpus_hashes, make_text: Callable[..., str]) -> None:
-    seed = int(os.environ.get("RAG_CRASH_SEED", time.time_ns() % 1_000_000))
-    rnd = random.Random(seed)
-    corpus, index = tmp_path / "docs", tmp_path / "index"
-    _write(corpus, {f"doc{i}.txt": make_text(i, 150) for i in range(4)})
-    ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
-    committed = corpus_hashes(corpus)
-    assert index_snapshot(index).documents == committed
-
-    # The first run is left to finish: its duration spreads the random kills over a whole run on this machine.
-    plan = ["random"] * 7 + ["vectors-cached", "commit"]
-    rnd.shuffle(plan)
-    plan.insert(0, "complete")
-    full_run = 10.0
-    log: list[str] = []
-    for trial, mode in enumerate(plan):
-        # The change this run must apply all-or-nothing: a file rewritten, one deleted (--prune), one added.
-        names = sorted(p.name for p in corpus.iterdir())
-        (corpus / rnd.choice(names)).write_text(make_text(rnd.randrange(10**9), 500))
-        (corpus / rnd.choice(names)).unlink()
-        (corpus / f"new{trial}.txt").write_text(make_text(rnd.randrange(10**9), 500))
-        target = corpus_hashes(corpus)
-        generation = index_snapshot(index).generation
-
-        proc = rag_cli.popen(["ingest", corpus, "--index", index, "--prune", "--json"])
-        where, seconds = _kill_when(proc, mode, rnd.uniform(0.5, full_run), index, generation)
-        if mode == "complete":
-            full_run = max(seconds, 3.0)
-
-        snap = index_snapshot(index)  # opens: a crash never leaves an unreadable index
-        state = "new" if snap.documents == target else "old" if snap.documents == committed else "MIXED"
-        if where.startswith("killed") and snap.generation > generation:
-            where = "killed after the commit"  # while removing the previous generation's file
-        log.append(f"trial {trial} {mode:>14} {seconds:5.2f} s: {where:<36} -> {state} documents, generation "
-                   f"{snap.generation}, {len(snap.chunk_ids)} chunks, {_vector_files(index)}")
-        context = f"seed {seed} (RAG_CRASH_SEED reruns it)\n" + "\n".join(log)
-        assert snap.consistent, context + f"\n{snap.problems}"
-        assert state != "MIXED", context
-        if where.startswith("completed"):
-            assert where.endswith("exit 0") and state == "new", context
-        stats = rag_cli.run(["stats", "--index", index, "--json"])
-        assert stats.returncode == 0 and json.loads(stats.stdout)["consistent"] is True, context + stats.stderr
-        committed = snap.documents
-
-    report = ingest_paths([corpus], index, IngestConfig(), embedder=embedder, prune=True)
-    final = index_snapshot(index)
-    context = f"seed {seed}\n" + "\n".join(log)
-    assert not report.failed and final.consistent, context
-    assert final.documents == corpus_hashes(corpus), context
-    assert _vector_files(index) == [f"vectors-{final.generation:08d}.faiss"], context  # no stale or .tmp files
-    assert _manifest_generation(index) == final.generation
-    print("\n" + context)
+# --- SIGKILL at random points: tests/ingest/test_ingest_kill_campaign.py (50 trials over every phase) ---------
 
 
 # --- crashes at exact points of the commit (forked child, no cleanup, like kill -9) ----------------
@@ -294,8 +188,10 @@ def test_crash_at_each_step_of_the_commit(tmp_path: Path, embedder, monkeypatch,
     assert _crash_in_child(lambda: ingest_paths([corpus], index, IngestConfig(), embedder=embedder)) == 137
     monkeypatch.setattr(collection_mod, "atomic_write", real_write)
     snap = index_snapshot(index)
-    assert snap.documents == s1 and snap.consistent and snap.generation == 2
-    assert _manifest_generation(index) == 1  # stale until the next run
+    assert snap.documents == s1 and snap.chunk_ids == snap.faiss_ids and snap.generation == 2
+    assert snap.problems == ["manifest.json describes generation 1, the store generation 2 (an ingest was interrupted "
+                             "after its commit; the next rag ingest (or rag stats) rewrites it)"]
+    assert _manifest_generation(index) == 1  # stale until the next run (or rag stats)
     assert "vectors-00000001.faiss" in _vector_files(index)
 
     # 4. The next run (nothing changed, so no model) repairs manifest.json and removes the stale FAISS file.

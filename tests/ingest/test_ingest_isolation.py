@@ -242,3 +242,21 @@ def test_worker_failures_are_one_line_and_never_raise() -> None:
     result, _ = isolation.load_one(task, None, 64)
     assert result.status == "loaded" and "deep text" in result.document.text
     assert time.monotonic() - t < 5  # quadratic before: 33 s
+
+
+def test_a_process_forked_after_an_ingest_starts_its_own_workers(tmp_path: Path, hash_embedder) -> None:
+    """A pre-forking server or harness forks after the parent has parsed files: the child cannot use the parent's
+    forkserver (it is not the child's child) and must start its own."""
+    first = _corpus(tmp_path / "one", {})
+    ingest_paths([first], tmp_path / "index1", IngestConfig(), embedder=hash_embedder)
+    second = _corpus(tmp_path / "two", {"b.txt": "Puffins nest in burrows.\n"})
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            report = ingest_paths([second], tmp_path / "index2", IngestConfig(), embedder=hash_embedder)
+            code = 0 if report.added == ["a.txt", "b.txt", "z.md"] and not report.failed else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
