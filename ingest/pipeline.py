@@ -17,10 +17,11 @@ from ingest.collection import LOCK_FILE, STORE_FILE, Collection, Manifest, empty
 from ingest.config import IngestConfig
 from ingest.embedding import Embedder, load_tokenizer, open_embedder
 from ingest.errors import IndexLockedError, IngestError, LoaderError
-from ingest.isolation import LoaderPool, LoadResult, LoadTask, WorkerSettings, tokenizer_json
+from ingest.isolation import LoaderPool
 from ingest.records import TENANT_NAME, TENANT_RULE, Chunk, Document, sha256_hex
 from ingest.scan import Failure, Found, read_file, scan
 from ingest.store import Store, StoredDocument
+from ingest.worker import LoadResult, LoadTask, WorkerSettings, tokenizer_json
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import hostile
 import pytest
 
-from ingest import isolation, pipeline
+from ingest import isolation, pipeline, worker
 from ingest.config import IngestConfig
 from ingest.pipeline import ingest_paths
 from rag.api import open_pipeline
@@ -234,12 +234,12 @@ def test_limits_are_settings_validated_with_what_is_allowed() -> None:
 
 def test_worker_failures_are_one_line_and_never_raise() -> None:
     """load_one, the worker's body, in process: every failure is a result, its reason on one line."""
-    task = isolation.LoadTask(0, "x.pdf", "x.pdf", hostile.nested_array_pdf())
-    result, retire = isolation.load_one(task, None, 64)
+    task = worker.LoadTask(0, "x.pdf", "x.pdf", hostile.nested_array_pdf())
+    result, retire = worker.load_one(task, None, 64)
     assert result.status == "failed" and "\n" not in result.error and not retire
-    task = isolation.LoadTask(1, "x.html", "x.html", textwrap.dedent(hostile.deep_html(8000)).encode())
+    task = worker.LoadTask(1, "x.html", "x.html", textwrap.dedent(hostile.deep_html(8000)).encode())
     t = time.monotonic()
-    result, _ = isolation.load_one(task, None, 64)
+    result, _ = worker.load_one(task, None, 64)
     assert result.status == "loaded" and "deep text" in result.document.text
     assert time.monotonic() - t < 5  # quadratic before: 33 s
 
@@ -260,3 +260,38 @@ def test_a_process_forked_after_an_ingest_starts_its_own_workers(tmp_path: Path,
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+OTHER_CHECKOUT = """
+import sys
+sys.path.insert(0, {checkout!r})  # another copy of the package, put first at run time (a checkout, a benchmark)
+sys.path[:0] = [{tests!r}]
+from pathlib import Path
+import ingest
+from conftest import HashEmbedder
+from ingest.config import IngestConfig
+from ingest.pipeline import ingest_paths
+assert ingest.__file__.startswith({checkout!r}), ingest.__file__
+report = ingest_paths([Path({docs!r})], Path({index!r}), IngestConfig(), embedder=HashEmbedder())
+print(report.failed, report.added)
+from ingest.collection import Collection
+coll = Collection(Path({index!r}))
+print(sorted(d.title for d in coll.store.documents()))
+"""
+
+
+def test_workers_parse_with_the_callers_copy_of_the_package(tmp_path: Path) -> None:
+    import shutil
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(Path(pipeline.__file__).parent, checkout / "ingest", ignore=shutil.ignore_patterns("__pycache__"))
+    text_loader = checkout / "ingest" / "loaders" / "text.py"
+    text_loader.write_text(text_loader.read_text().replace('return first[:200], [(text, "", None, None)], []',
+                                                           'return "FROM THE OTHER COPY", [(text, "", None, None)], []'))
+    root = _corpus(tmp_path / "docs", {})
+    script = OTHER_CHECKOUT.format(checkout=str(checkout), tests=str(Path(__file__).parent), docs=str(root),
+                                   index=str(tmp_path / "ix"))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["[] ['a.txt', 'z.md']", "['FROM THE OTHER COPY', 'Narwhals']"]
