@@ -24,7 +24,7 @@ from typing import Any
 
 from eval.errors import LabelledSetError
 
-SENTENCE_LABELS = ("supported", "unsupported")
+SENTENCE_LABELS = ("supported", "unsupported", "refusal")  # "refusal" sentences decline: left out of scoring
 ANSWER_LABELS = ("correct", "partial", "wrong", "refused")
 ITEM_KEYS = ("id", "question", "contexts", "answer", "sentences", "answer_label")
 
@@ -92,9 +92,12 @@ def parse_item(d: Any, where: str) -> LabelledItem:
     _need(isinstance(d["sentences"], list), where, "'sentences' must be a list of objects")
     label = d.get("answer_label", "")
     _need(label in ("", *ANSWER_LABELS), where, f"answer_label {label!r} is not one of: {', '.join(ANSWER_LABELS)}")
-    sentences = tuple(_sentence(s, where, len(d["contexts"])) for s in d["sentences"])
-    return LabelledItem(d["id"], d["question"], tuple(d["contexts"]), d["answer"], sentences, label,
-                        {k: v for k, v in d.items() if k not in ITEM_KEYS})
+    parsed = [(_sentence(s, where, len(d["contexts"])), s["label"]) for s in d["sentences"]]
+    # A sentence that declines to answer states nothing about the documents: it is not a case for a detector.
+    sentences = tuple(s for s, lab in parsed if lab != "refusal")
+    extra = {k: v for k, v in d.items() if k not in ITEM_KEYS}
+    extra["refusal_sentences"] = sum(lab == "refusal" for _, lab in parsed)
+    return LabelledItem(d["id"], d["question"], tuple(d["contexts"]), d["answer"], sentences, label, extra)
 
 
 def load_items(path: str | Path, split: str | None = None) -> list[LabelledItem]:

@@ -14,9 +14,10 @@ PY=${PYTHON:-python3}
 WHEEL=$(ls "$WORK"/dist/rag-*.whl)
 echo "built $(basename "$WHEEL")"
 # The wheel must carry every package and the web page.
-unzip -l "$WHEEL" | grep -q "rag/llm/local.py"
-unzip -l "$WHEEL" | grep -q "rag/server/static/index.html"
-unzip -l "$WHEEL" | grep -q "eval/cli.py"
+unzip -Z1 "$WHEEL" > "$WORK/files.txt"
+for f in rag/llm/local.py rag/server/static/index.html rag/server/routes/chat.py ingest/loaders/pdf.py eval/cli.py; do
+    grep -qx "$f" "$WORK/files.txt" || { echo "the wheel lacks $f" >&2; exit 1; }
+done
 "$PY" -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install -q --upgrade pip
 "$WORK/venv/bin/python" -m pip install -q torch==2.13.0

@@ -1,0 +1,189 @@
+"""Choosing the answer path's thresholds on dev data only, reproducibly.
+
+    python -m eval.tuning checker --labelled corpora/labelled/dev.jsonl --out runs/tuning
+    python -m eval.tuning answerability --questions corpora/lecture/questions/dev.jsonl=INDEX ... --out runs/tuning
+
+`checker`: the LLM judge's P(yes) (and the local signals) for every sentence of the labelled dev answers, then
+the rule and threshold with the best F1 of unsupported-sentence detection. `answerability`: the judge's
+P(the passages answer the question) for every dev question, then the threshold with the best balance of
+refused unanswerable and falsely refused answerable questions. Signals are cached in the output folder
+(`*-signals.jsonl`), so re-running only re-decides. Never point this at a test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
+
+
+@dataclass(frozen=True)
+class SentenceSignals:
+    item: str
+    sentence: int
+    unsupported: bool  # the human label
+    entailment: float | None
+    missing: int  # numbers, names, identifiers of the sentence not found in its cited contexts
+    similarity: float
+    lexical: float
+    negation: bool
+
+
+def _f1(pairs: Sequence[tuple[bool, bool]]) -> tuple[float, float, float]:
+    tp = sum(p and f for p, f in pairs)
+    fp = sum(f and not p for p, f in pairs)
+    fn = sum(p and not f for p, f in pairs)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return precision, recall, (2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+
+
+def choose_checker(signals: Sequence[SentenceSignals]) -> dict[str, Any]:
+    """The rule ("judge" = P(yes) < t flags; "judge+terms" also flags missing terms) and threshold with the best
+    dev F1; ties go to the higher precision, then to the threshold nearest 0.5."""
+    trials = []
+    for rule in ("judge", "judge+terms"):
+        for t in THRESHOLDS:
+            flags = [(s.unsupported, (s.entailment is not None and s.entailment < t)
+                      or (rule == "judge+terms" and s.missing > 0)) for s in signals]
+            p, r, f = _f1(flags)
+            trials.append({"rule": rule, "min_entailment": t, "precision": round(p, 4), "recall": round(r, 4),
+                           "f1": round(f, 4)})
+    best = max(trials, key=lambda x: (x["f1"], x["precision"], -abs(x["min_entailment"] - 0.5)))
+    return {"chosen": best, "trials": trials, "sentences": len(signals),
+            "unsupported": sum(s.unsupported for s in signals)}
+
+
+def choose_answerability(rows: Sequence[dict[str, Any]], max_false_refusal: float = 0.10) -> dict[str, Any]:
+    """The threshold on P(answerable) (refuse below it) with the most unanswerable questions refused while at
+    most `max_false_refusal` of answerable ones are refused; ties go to the lower threshold."""
+    ans = [r["p"] for r in rows if r["answerable"] and r["p"] is not None]
+    una = [r["p"] for r in rows if not r["answerable"] and r["p"] is not None]
+    curve = []
+    for t in THRESHOLDS:
+        false_refusal = sum(p < t for p in ans) / len(ans) if ans else 0.0
+        refused = sum(p < t for p in una) / len(una) if una else 0.0
+        curve.append({"threshold": t, "unanswerable_refused": round(refused, 4),
+                      "answerable_refused": round(false_refusal, 4)})
+    ok = [c for c in curve if c["answerable_refused"] <= max_false_refusal] or curve[:1]
+    best = max(ok, key=lambda c: (c["unanswerable_refused"], -c["answerable_refused"], -c["threshold"]))
+    return {"chosen": best, "curve": curve, "answerable": len(ans), "unanswerable": len(una),
+            "max_false_refusal": max_false_refusal}
+
+
+def checker_signals(labelled: Path, out: Path, config: Any) -> list[SentenceSignals]:
+    from eval.labelled import load_items
+    from rag.factory import build_checker, build_embedder, build_llm
+    from rag.prompt import blocks_from_texts, build_prompt
+    from rag.verify.entailment import ask, claim_instruction
+
+    cache = out / "checker-signals.jsonl"
+    done = {(d["item"], d["sentence"]): SentenceSignals(**d) for d in _read(cache)}
+    items = load_items(labelled)
+    todo = [it for it in items if any((it.id, i) not in done for i in range(len(it.sentences)))]
+    if todo:
+        embedder = build_embedder(config)
+        llm = build_llm(config, embedder=embedder)
+        checker = build_checker(config, embedder, judge=llm)
+        with open(cache, "a", encoding="utf-8") as fh:
+            for n, it in enumerate(todo, start=1):
+                blocks = blocks_from_texts(list(it.contexts))
+                prompt = build_prompt(it.question, blocks)
+                for i, s in enumerate(it.sentences):
+                    contexts = list(it.contexts_of(s))
+                    p = ask(checker.judge, prompt, claim_instruction(s.text, s.cited)) if checker.judge else None
+                    sig = checker.signals(s.text, contexts, it.question)
+                    row = SentenceSignals(it.id, i, s.unsupported, p, len(sig.missing), round(sig.similarity, 4),
+                                          round(sig.lexical, 4), bool(sig.negation))
+                    done[(it.id, i)] = row
+                    fh.write(json.dumps(asdict(row)) + "\n")
+                    fh.flush()
+                log.info("checker signals: %d/%d items", n, len(todo))
+        getattr(llm, "close", lambda: None)()
+    return [done[(it.id, i)] for it in items for i in range(len(it.sentences))]
+
+
+def answerability_rows(pairs: Sequence[str], out: Path, config: Any) -> list[dict[str, Any]]:
+    from eval.questions import load_questions
+    from rag.api import open_pipeline
+    from rag.factory import build_checker, build_embedder, build_llm
+    from rag.prompt import build_prompt, select_blocks
+
+    cache = out / "answerability-signals.jsonl"
+    done = {d["id"]: d for d in _read(cache)}
+    embedder = llm = checker = None
+    rows = []
+    with open(cache, "a", encoding="utf-8") as fh:
+        for pair in pairs:
+            qfile, sep, index = pair.partition("=")
+            if not sep:
+                raise SystemExit(f"expected QUESTIONS.jsonl=INDEX_DIR, got {pair!r}")
+            questions = load_questions(qfile)
+            if all(q.id in done for q in questions):
+                rows += [done[q.id] for q in questions]
+                continue
+            if embedder is None:
+                embedder = build_embedder(config)
+                llm = build_llm(config, embedder=embedder)
+                checker = build_checker(config, embedder, judge=llm)
+            with open_pipeline(index, config, embedder=embedder, llm=llm) as r:
+                for q in questions:
+                    if q.id not in done:
+                        result = r.search(q.question)
+                        cfg = config.answer
+                        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens)
+                        p = checker.answerability(build_prompt(q.question, blocks)) if blocks else 0.0
+                        done[q.id] = {"id": q.id, "answerable": q.answerable, "p": p,
+                                      "best_dense": result.evidence.best_dense,
+                                      "keyword_overlap": result.evidence.keyword_overlap}
+                        fh.write(json.dumps(done[q.id]) + "\n")
+                        fh.flush()
+                    rows.append(done[q.id])
+    if llm is not None:
+        getattr(llm, "close", lambda: None)()
+    return rows
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rag.config import find_config_file, load_config
+
+    ap = argparse.ArgumentParser(prog="python -m eval.tuning", description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["checker", "answerability"])
+    ap.add_argument("--labelled", type=Path, help="labelled DEV answers (checker)")
+    ap.add_argument("--questions", nargs="*", default=[], help="DEV QUESTIONS.jsonl=INDEX_DIR pairs (answerability)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    names = [str(args.labelled or "")] + list(args.questions)
+    if any("test" in Path(n.partition("=")[0]).name for n in names):
+        raise SystemExit("tuning reads dev data only; a file named like a test split was given")
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = load_config(find_config_file())
+    if args.what == "checker":
+        if args.labelled is None:
+            raise SystemExit("--labelled DEV.jsonl is required")
+        result = choose_checker(checker_signals(args.labelled, args.out, config))
+    else:
+        result = choose_answerability(answerability_rows(args.questions, args.out, config))
+    (args.out / f"{args.what}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    json.dump(result["chosen"], sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
