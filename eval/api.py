@@ -108,20 +108,21 @@ def evaluate(questions_file: str | Path, *, config: Any = None, index_dir: str |
     sections: dict[str, Any] = {}
     with rag.open(config.index_dir, config) as pipeline:
         answer_llm = pipeline.llm
-        judge_llm = None
-        if judge:
-            judge_llm = answer_llm if judge == config.answer.llm else build_llm(config, judge, pipeline.embedder)
+        # The answer path's own checker by default: the answering model judges its claims when it can read its
+        # token probabilities (local, openai); --judge / eval.judge picks another backend for the judge.
+        judge_llm = answer_llm
+        if judge and judge != config.answer.llm:
+            judge_llm = build_llm(config, judge, pipeline.embedder)
         checker = build_checker(config, pipeline.embedder, judge=judge_llm)
         n_docs, sources = indexed_sources(pipeline)
         settings = RunSettings(
             questions=str(questions_file), questions_sha256=file_sha256(questions_file),
             index=str(Path(config.index_dir).resolve()), llm=config.answer.llm, model=answer_llm.model,
-            judge=_judge_name(judge_llm) if judge_llm else "", embedding_model=pipeline.embedder.model_id,
+            judge=_judge_name(checker.judge) if checker.judge is not None else "",
+            embedding_model=pipeline.embedder.model_id,
             retrieval_k=max(10, config.retrieval.k),
             settings={"retrieval": config.retrieval.model_dump(), "answer": config.answer.model_dump(),
-                      "checker": {k: getattr(checker, k) for k in ("min_similarity", "min_lexical",
-                                                                   "negation_min_similarity", "check_terms")
-                                  if hasattr(checker, k)},
+                      "checker": checker.settings(),
                       "limit": limit},
             indexed_documents=n_docs, indexed_sources=sources)
         t = time.perf_counter()

@@ -73,7 +73,7 @@ def _echo_metrics(m: Any, files: dict[str, Path]) -> None:
 @click.option("--llm", type=click.Choice(["local", "openai", "extractive"]), default=None,
               help="LLM backend that answers (default: answer.llm).")
 @click.option("--judge", type=click.Choice(["local", "openai"]), default=None,
-              help="LLM judge for the claim checks, with the local signals (default: eval.judge; none).")
+              help="LLM that judges the claims (default: eval.judge, else the answering model, as when answering).")
 @click.option("--ragas", is_flag=True, help="Also score with ragas (judge: llm.openai when --llm/--judge is "
               "openai, else the local model served on loopback).")
 @click.option("--detector", "measure_detector", is_flag=True,

@@ -9,7 +9,8 @@ from ingest.config import Settings, validated
 
 class EvalConfig(Settings):
     out: str = "runs/latest"  # run directory of `rag eval` when --out is not given
-    judge: Literal["", "local", "openai"] = ""  # an LLM judge for the claim checks ("" = local checks only)
+    # The LLM that judges claims in runs: "" = the answering model (as the answer path does), or another backend.
+    judge: Literal["", "local", "openai"] = ""
 
 
 def eval_config(config: Any) -> EvalConfig:
