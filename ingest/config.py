@@ -11,7 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
-DEFAULT_EXTENSIONS = (".pdf", ".md", ".markdown", ".html", ".htm", ".txt", ".text", ".rst")
+DEFAULT_EXTENSIONS = (".pdf", ".md", ".markdown", ".html", ".htm", ".txt", ".text", ".rst", ".docx", ".pptx",
+                      ".epub")
 
 
 class ConfigError(ValueError):

@@ -18,6 +18,8 @@ from ingest.config import IngestConfig
 from ingest.embedding import Embedder, load_tokenizer, open_embedder
 from ingest.errors import IndexLockedError, IngestError, LoaderError
 from ingest.isolation import LoaderPool
+from ingest.loaders import kind_of
+from ingest.loaders.ocr import OCR_SECTION
 from ingest.records import TENANT_NAME, TENANT_RULE, Chunk, Document, sha256_hex
 from ingest.scan import Failure, Found, read_file, scan
 from ingest.store import Store, StoredDocument
@@ -49,6 +51,24 @@ class IngestReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     generation: int = 0
+    # Per file kind (pdf, docx, ...): files ingested (added or updated), unchanged and failed in this run.
+    formats: dict[str, dict[str, int]] = field(default_factory=dict)
+    pages_without_text: dict[str, list[int]] = field(default_factory=dict)  # source -> pages (or slides) with no text
+    ocr_pages: int = 0  # pages whose text was read by OCR
+    warnings: list[Failure] = field(default_factory=list)  # what a loader noted about a file it ingested
+
+    def count(self, source: str, outcome: str) -> None:
+        """One file of this run, by its kind: outcome is ingested, unchanged or failed."""
+        kind = kind_of(Path(source)) or (Path(source).suffix.lower().lstrip(".") or "(none)")
+        counts = self.formats.setdefault(kind, {"ingested": 0, "unchanged": 0, "failed": 0})
+        counts[outcome] += 1
+
+    def note(self, doc: Document) -> None:
+        """What an ingested document says about itself: pages without text, pages read by OCR, warnings."""
+        if doc.pages_without_text:
+            self.pages_without_text[doc.source] = list(doc.pages_without_text)
+        self.ocr_pages += len({s.page for s in doc.sections if s.section == OCR_SECTION})
+        self.warnings.extend(Failure(doc.source, w) for w in doc.warnings)
 
     def summary(self) -> dict[str, object]:
         d = asdict(self)
@@ -135,6 +155,7 @@ class Ingestor:
                 f = files[result.key]
                 for level, name, message in result.logs:  # what the parsers logged in the worker
                     logging.getLogger(name).log(level, "%s: %s", f.source, message)
+                rep.count(f.source, "ingested" if result.status == "loaded" else result.status)
                 if result.status == "failed":
                     rep.failed.append(Failure(f.source, result.error))
                     log.info("failed: %s: %s", f.source, result.error)
@@ -151,6 +172,7 @@ class Ingestor:
                     (rep.updated if f.source in known else rep.added).append(f.source)
                     loaded[result.key] = (f, doc, chunks)
                     rep.pages += sum(1 for s in doc.sections if s.page is not None)
+                    rep.note(doc)
                     vectors.add(chunks)  # embeds each full batch now, while the workers parse the next files
                 self._progress("load", done, len(files))
         for names in (rep.added, rep.updated, rep.unchanged):

@@ -34,12 +34,13 @@ class Document:
     """One loaded file: its extracted text split into sections with provenance."""
 
     source: str  # path relative to the ingested root (the file name for a single file)
-    kind: str  # pdf | markdown | html | text
+    kind: str  # pdf | markdown | html | text | docx | pptx | epub
     doc_hash: str  # SHA-256 of the file's bytes
     title: str
     sections: tuple[Section, ...]
     size: int = 0
     warnings: tuple[str, ...] = ()
+    pages_without_text: tuple[int, ...] = ()  # physical pages (or slides) from which no text could be read
 
     @property
     def text(self) -> str:

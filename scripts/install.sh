@@ -7,6 +7,10 @@ PY=${PYTHON:-python3}
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# Scanned PDF pages are read by Tesseract (Debian's tesseract-ocr, English data); without it they are reported.
+if ! command -v tesseract >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi

@@ -11,9 +11,12 @@ from pathlib import Path
 
 from ingest.errors import LoaderError
 from ingest.loaders.base import Parts, place, read_bytes
+from ingest.loaders.docx import load_docx
+from ingest.loaders.epub import load_epub
 from ingest.loaders.html import load_html
 from ingest.loaders.markdown import load_markdown
 from ingest.loaders.pdf import load_pdf
+from ingest.loaders.pptx import load_pptx
 from ingest.loaders.text import decode_text, load_text
 from ingest.records import Document, sha256_hex
 
@@ -26,12 +29,18 @@ KINDS = {
     ".txt": "text",
     ".text": "text",
     ".rst": "text",
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".epub": "epub",
 }
 LOADERS: dict[str, Callable[[bytes, str], Parts]] = {
     "text": load_text,
     "markdown": load_markdown,
     "html": load_html,
     "pdf": load_pdf,
+    "docx": load_docx,
+    "pptx": load_pptx,
+    "epub": load_epub,
 }
 
 
@@ -51,10 +60,14 @@ def load(path: Path, source: str, data: bytes | None = None) -> Document:
         raise LoaderError(source, "empty file (0 bytes of text)")
     title, parts, warnings = LOADERS[kind](data, source)
     sections = [s for s in place(parts) if s.text.strip()]
+    # Pages (PDF) and slides that gave no text, e.g. scans where OCR was not possible: reported, not hidden.
+    with_text = {s.page for s in sections}
+    textless = tuple(sorted({p for _, _, p, _ in parts if p is not None and p not in with_text}))
     if not sections:
-        raise LoaderError(source, "no extractable text")
+        why = f" ({'; '.join(warnings)})" if warnings else ""
+        raise LoaderError(source, f"no extractable text{why}")
     return Document(source=source, kind=kind, doc_hash=sha256_hex(data), title=title, sections=tuple(sections),
-                    size=len(data), warnings=tuple(warnings))
+                    size=len(data), warnings=tuple(warnings), pages_without_text=textless)
 
 
 __all__ = ["KINDS", "LOADERS", "decode_text", "kind_of", "load", "read_bytes"]

@@ -8,6 +8,7 @@ import re
 
 from ingest.errors import LoaderError
 from ingest.loaders.base import Part, Parts
+from ingest.loaders.ocr import OCR_SECTION, read_scanned_pages
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"[^\W\d_]+")
@@ -58,10 +59,12 @@ def load_pdf(data: bytes, source: str) -> Parts:
         msg = f"{len(broken)} page(s) lost word spacing in pypdf; {fixed} recovered with PDFium"
         log.info("%s: %s", source, msg)
         warnings.append(msg)
+    texts, by_ocr, ocr_warnings = read_scanned_pages(data, texts)  # scans: pages without a usable text layer
+    warnings.extend(ocr_warnings)
     parts: list[Part] = []
     for i, text in enumerate(texts):
         label = labels[i] if i < len(labels) else None
-        parts.append((text, "", i + 1, label if label != str(i + 1) else None))
+        parts.append((text, OCR_SECTION if i in by_ocr else "", i + 1, label if label != str(i + 1) else None))
     title = str(meta_title).strip() or next((ln.strip() for t in texts for ln in t.splitlines() if ln.strip()), "")
     return title[:200], parts, warnings
 

@@ -41,12 +41,17 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], index_dir: Path | None, prune: boo
         summary = report.summary()
         summary["failed"] = failed
         summary["skipped"] = [{"source": f.source, "error": f.error} for f in report.skipped]
+        summary["warnings"] = [{"source": w.source, "warning": w.error} for w in report.warnings]
         echo_json(summary)
     else:
         for f in report.failed:
             click.echo(f"failed: {f.source}: {f.error}", err=True)
         for f in report.skipped:
             click.echo(f"{f.source}: {f.error}", err=True)
+        for w in report.warnings:
+            click.echo(f"warning: {w.source}: {w.error}", err=True)
+        if report.formats:
+            click.echo("by format: " + format_counts(report.formats) + pages_line(report))
         click.echo(
             f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
             f"{len(report.removed)} removed, {len(report.failed)} failed, {len(report.skipped)} skipped; "
@@ -105,3 +110,21 @@ def stats(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
     sys.exit(EXIT_OK if s.consistent else EXIT_FATAL)
 
 
+def format_counts(formats: dict[str, dict[str, int]]) -> str:
+    """"pdf 3 (1 failed), docx 2 (1 unchanged)": files per kind, ingested first."""
+    out = []
+    for kind, n in sorted(formats.items()):
+        extra = [f"{n[k]} {k}" for k in ("unchanged", "failed") if n.get(k)]
+        out.append(f"{kind} {n.get('ingested', 0)}" + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(out)
+
+
+def pages_line(report: object) -> str:
+    textless = sum(len(p) for p in report.pages_without_text.values())  # type: ignore[attr-defined]
+    ocr = report.ocr_pages  # type: ignore[attr-defined]
+    parts = [f"{report.pages} pages"] if report.pages else []  # type: ignore[attr-defined]
+    if ocr:
+        parts.append(f"{ocr} read by OCR")
+    if textless:
+        parts.append(f"{textless} without text")
+    return f"; {', '.join(parts)}" if parts else ""

@@ -69,7 +69,7 @@ EXPECTED_ADDED = sorted([
     "deep-nesting.html", "one-line-10mb.html", "one-line-5mb.txt", "headings-100k.md", "utf16-no-bom.txt",
     "x.pdf/inside.txt", "inside-link.txt",
 ])
-EXPECTED_SKIPPED = [{"source": "notes.docx", "error": "skipped: unsupported file type '.docx'"}]
+EXPECTED_SKIPPED = [{"source": "notes.odt", "error": "skipped: unsupported file type '.odt'"}]
 
 # The CLI, run with one fault: whoever reads truncated-while-read.txt sees it cut to half of each block read.
 TRUNCATING_CLI = """
@@ -206,7 +206,7 @@ def bad_corpus(tmp_path_factory: pytest.TempPathFactory, make_pdf: Callable[...,
         fh.write(b"a name that is not UTF-8\n")
     line = "the log grows and is rotated\n"
     (root / "truncated-while-read.txt").write_text(line * (3 * 2**20 // len(line)) + "x" * (3 * 2**20 % len(line)))
-    (root / "notes.docx").write_bytes(b"PK\x03\x04 not supported")
+    (root / "notes.odt").write_bytes(b"PK\x03\x04 not supported")
     assert (root / "truncated-while-read.txt").stat().st_size == 3 * 2**20
     assert len(EXPECTED_FAILURES) + len(EXPECTED_ADDED) + len(EXPECTED_SKIPPED) >= 40
     return root

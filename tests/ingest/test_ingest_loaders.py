@@ -277,16 +277,16 @@ def test_empty_files_are_refused(name: str) -> None:
 
 
 def test_unknown_extension_is_refused_by_load_and_reported_as_skipped_by_scan(tmp_path: Path) -> None:
-    with pytest.raises(LoaderError, match="unsupported file type '.docx'"):
-        load(Path("letter.docx"), "letter.docx", b"PK\x03\x04")
-    (tmp_path / "letter.docx").write_bytes(b"PK\x03\x04")
+    with pytest.raises(LoaderError, match="unsupported file type '.odt'"):
+        load(Path("letter.odt"), "letter.odt", b"PK\x03\x04")
+    (tmp_path / "letter.odt").write_bytes(b"PK\x03\x04")
     (tmp_path / "Makefile").write_text("all:\n")
     (tmp_path / "keep.md").write_text("# Keep\n")
     files, skipped = scan([tmp_path], (".md",))
     assert [f.source for f in files] == ["keep.md"]
     assert sorted((s.source, s.error) for s in skipped) == [
         ("Makefile", "skipped: unsupported file type '(none)'"),
-        ("letter.docx", "skipped: unsupported file type '.docx'"),
+        ("letter.odt", "skipped: unsupported file type '.odt'"),
     ]
 
 
