@@ -4,6 +4,7 @@ Run by hand (prints figures, asserts nothing):
 
     OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python bench/ingest.py            # corpora/*/docs
     python bench/ingest.py PATH [PATH ...] --repeat 3                          # a corpus of your own, copied 3x
+    python bench/ingest.py --vs langchain R-exts.pdf HTML_DIR [--rounds 2]      # side by side with LangChain
 
 The embedding model is loaded and warmed up *before* the timed ingest and passed to it, so the ingest time
 below excludes model loading (printed separately). The pure encode() time is measured on exactly the texts the
@@ -100,13 +101,79 @@ def _unique_texts_in_pipeline_order(index_dir: Path) -> list[str]:
     return sorted(unique.values(), key=lambda t: -len(t))  # as Ingestor._embed_missing orders them
 
 
+def _over_limit(index_dir: Path, limit: int) -> tuple[int, int]:
+    """(chunks of the index, chunks longer than `limit` word pieces: text the embedder would truncate)."""
+    from ingest.embedding import load_tokenizer
+
+    tokenizer, _ = load_tokenizer(IngestConfig().embedding)
+    tokenizer.no_truncation()
+    coll = Collection(index_dir)
+    try:
+        texts = [r[0] for r in coll.store.db.execute("SELECT text FROM chunks")]
+    finally:
+        coll.close()
+    return len(texts), sum(1 for e in tokenizer.encode_batch(texts, add_special_tokens=False) if len(e.ids) > limit)
+
+
+def _run_json(argv: list[str]) -> tuple[float, dict[str, Any]]:
+    import json
+    import subprocess
+
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    t = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if done.returncode not in (0, 2):
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def versus_langchain(paths: list[Path], rounds: int) -> int:
+    """`rag ingest` and LangChain's default pipeline on the same collection, fresh processes, A B A B, medians."""
+    import statistics
+
+    rag_cli = [sys.executable, "-m", "rag.cli", "ingest", "--json"]
+    baseline = [sys.executable, str(ROOT / "bench" / "langchain_ingest.py")]
+    verdicts = []
+    for path in paths:
+        rag_s: list[float] = []
+        lc_s: list[float] = []
+        with tempfile.TemporaryDirectory(prefix="rag-vs-") as tmp:
+            for r in range(rounds):
+                index = Path(tmp) / f"rag-{r}"
+                wall, rep = _run_json([*rag_cli, str(path), "--index", str(index)])
+                rag_s.append(wall)
+                lc_wall, lc = _run_json([*baseline, str(path), "--out", str(Path(tmp) / f"lc-{r}")])
+                lc_s.append(lc_wall)
+                print(f"  round {r + 1}: rag {wall:.1f} s ({rep['chunks_added']} chunks, {rep['chunks_embedded']} embedded, "
+                      f"{rep['embed_seconds']:.1f} s in the encoder) | langchain {lc_wall:.1f} s ({lc['chunks']} chunks, "
+                      f"{lc['truncated']} truncated at 256 word pieces)  load {os.getloadavg()[0]:.1f}", flush=True)
+            again, _ = _run_json([*rag_cli, str(path), "--index", str(Path(tmp) / "rag-0")])
+            chunks, over = _over_limit(Path(tmp) / "rag-0", 254)
+        rag_med, lc_med = statistics.median(rag_s), statistics.median(lc_s)
+        ratio = rag_med / lc_med
+        verdicts.append(ratio <= 0.5)
+        print(f"{path}: rag ingest {rag_med:.1f} s vs LangChain {lc_med:.1f} s (medians of {rounds}) = {ratio:.2f}x "
+              f"(goal <= 0.5: {'met' if ratio <= 0.5 else 'MISSED'}); rag chunks over 254 word pieces: {over} of {chunks}; "
+              f"LangChain chunks truncated: {lc['truncated']} of {lc['chunks']}; unchanged re-ingest {again:.2f} s = "
+              f"{again / rag_med:.3f} of the first (goal <= {GOAL_REINGEST})")
+    return 0 if all(verdicts) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="*", type=Path, help="files or folders (default: corpora/*/docs)")
     ap.add_argument("--repeat", type=int, default=1, help="copy the corpus N times into a temp dir (copies are "
                     "byte-identical, so their chunks are deduplicated and embedded once)")
     ap.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivf"])
+    ap.add_argument("--vs", choices=["langchain"], default=None,
+                    help="time `rag ingest` against LangChain's default pipeline on each path, A B A B")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the --vs comparison")
     args = ap.parse_args(argv)
+    if args.vs:
+        if not args.paths:
+            ap.error("--vs needs the PDF file(s) or HTML folder(s) to compare on")
+        return versus_langchain(args.paths, args.rounds)
     paths = args.paths or sorted(ROOT.glob("corpora/*/docs"))
     if not paths:
         ap.error("no corpus: give a path (corpora/*/docs not found)")

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -23,15 +24,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo first: bench/ingest.py must not shadow the ingest package
 
-from ingest.collection import Collection, Manifest, empty_vectors  # noqa: E402
+from ingest.collection import (  # noqa: E402
+    Collection,
+    Manifest,
+    empty_vectors,
+    encoder_fields,  # noqa: E402
+)
 from ingest.config import IngestConfig  # noqa: E402
 from ingest.embedding import open_embedder  # noqa: E402
 from ingest.records import Chunk, Document, Section, sha256_hex  # noqa: E402
+from rag import retrieve  # noqa: E402
 from rag.config import RetrievalConfig, load_config  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 
-def build_synthetic(directory: Path, n_chunks: int, dim: int, model_id: str, index_type: str = "flat") -> None:
+def build_synthetic(directory: Path, n_chunks: int, dim: int, model_id: str, index_type: str = "flat",
+                    encoder: dict[str, object] | None = None) -> None:
+    """An index of n_chunks random unit vectors with Zipf-distributed text; `encoder` = manifest encoder fields."""
     rng = random.Random(0)
     vocab = [f"term{i}" for i in range(20000)]
     weights = [1.0 / (i + 1) for i in range(len(vocab))]  # Zipf-like word frequencies
@@ -56,7 +65,7 @@ def build_synthetic(directory: Path, n_chunks: int, dim: int, model_id: str, ind
     index.rebuild(np.asarray(all_ids, dtype=np.int64), vecs[: len(all_ids)])
     coll.commit_generation(index, Manifest(embedding_model=model_id, dim=dim, chunk_size=cfg.chunk_size,
                                            chunk_overlap=cfg.chunk_overlap, index_type=index_type,
-                                           documents=n_chunks // per_doc, chunks=len(all_ids)))
+                                           documents=n_chunks // per_doc, chunks=len(all_ids), **(encoder or {})))
     coll.close()
 
 
@@ -75,22 +84,33 @@ def main() -> None:
     cfg = load_config(ROOT / "config.toml")
     embedder = open_embedder(cfg.ingest.embedding)
     rng = random.Random(1)
+    saved = retrieve.POSTING_BUDGET
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            build_synthetic(Path(tmp), n, embedder.dim, embedder.model_id, args.index_type)
+            build_synthetic(Path(tmp), n, embedder.dim, embedder.model_id, args.index_type,
+                            encoder=encoder_fields(embedder, None))
             print(f"\n{n} chunks ({args.index_type} index): built in {time.perf_counter() - t:.1f}s")
             coll = Collection(Path(tmp))
-            for mode in ("dense", "keyword", "hybrid"):
-                retriever = Retriever(coll, embedder, RetrievalConfig(mode=mode))
-                lat: list[float] = []
-                for i in range(args.queries + 5):
-                    q = " ".join(f"term{rng.randint(0, 3000)}" for _ in range(6))
+            # "-every-term" variants OR every query word into the FTS5 query (the code before the posting budget);
+            # all variants run on the same queries, interleaved query by query.
+            variants = {f"{mode}{suffix}": (Retriever(coll, embedder, RetrievalConfig(mode=mode)), budget)
+                        for mode in ("dense", "keyword", "hybrid")
+                        for suffix, budget in (("", retrieve.POSTING_BUDGET), ("-every-term", 10**12))
+                        if not (mode == "dense" and suffix)}
+            lat: dict[str, list[float]] = {name: [] for name in variants}
+            for i in range(args.queries + 5):
+                q = " ".join(f"term{rng.randint(0, 3000)}" for _ in range(6))
+                for name, (retriever, budget) in variants.items():
+                    retrieve.POSTING_BUDGET = budget
                     t = time.perf_counter()
                     retriever.search(q, k=10)
                     if i >= 5:  # warm-up
-                        lat.append(1000 * (time.perf_counter() - t))
-                print(f"  {mode:>7}: p50 {statistics.median(lat):6.2f} ms  p99 {pct(lat, 99):6.2f} ms")
+                        lat[name].append(1000 * (time.perf_counter() - t))
+            retrieve.POSTING_BUDGET = saved
+            for name, values in lat.items():
+                print(f"  {name:>18}: p50 {statistics.median(values):6.2f} ms  p99 {pct(values, 99):6.2f} ms")
+            print(f"  (load average {os.getloadavg()[0]:.2f})")
             t = time.perf_counter()
             for _ in range(50):
                 embedder.embed(["term12 term99 term400 term7 term3000 term15"])

@@ -7,10 +7,12 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ingest.config import IngestConfig
+from ingest.embedding import Encoder, check_same_encoder, encoder_of
 from ingest.errors import IndexCorruptError, IndexMismatchError
 from ingest.fsutil import atomic_write
 from ingest.index import FaissIndex
@@ -44,9 +46,34 @@ class Manifest:
     generation: int = 0
     documents: int = 0
     chunks: int = 0
+    # The encoder that made the vectors ("" = not recorded: an older index or a custom embedder) and the figures
+    # its choice was based on; queries and later ingests use an encoder of the same family (see ingest.embedding).
+    embedding_backend: str = ""
+    embedding_precision: str = ""
+    embedding_device: str = ""
+    embedding_fingerprint: str = ""
+    embedding_figures: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @property
+    def encoder(self) -> Encoder:
+        return Encoder(backend=self.embedding_backend, precision=self.embedding_precision or "fp32",
+                       device=self.embedding_device or "cpu", fingerprint=self.embedding_fingerprint,
+                       figures=tuple(sorted(self.embedding_figures.items())))
+
+
+def encoder_fields(embedder: Any, previous: Manifest | None) -> dict[str, Any]:
+    """The manifest's encoder fields for a commit: the embedder's when it was used (and says which it is), else the
+    previous generation's (a run that embedded nothing keeps what the vectors were made with)."""
+    enc = encoder_of(embedder) if embedder is not None else None
+    if (enc is None or not enc.known) and previous is not None:
+        enc = previous.encoder
+    if enc is None or not enc.known:
+        return {}
+    return {"embedding_backend": enc.backend, "embedding_precision": enc.precision, "embedding_device": enc.device,
+            "embedding_fingerprint": enc.fingerprint, "embedding_figures": dict(enc.figures)}
 
 
 class Collection:
@@ -116,7 +143,7 @@ class Collection:
         path = vectors_file(self.directory, gen)
         for _ in range(3):
             try:
-                return FaissIndex.load(path, kind=m.index_type)
+                return FaissIndex.load(path, kind=m.index_type, mmap=self._readonly)
             except RuntimeError:
                 # A writer may have committed a newer generation and removed this file: follow it.
                 newer = self.store.generation
@@ -151,13 +178,17 @@ class Collection:
                 "Use the same index_type, or another --index directory"
             )
 
-    def check_embedder(self, model_id: str, dim: int) -> None:
+    def check_embedder(self, model_id: str, dim: int, embedder: Any = None) -> None:
+        """Refuse an embedder of another model, dimension or encoder family (e.g. int8 against fp32 vectors)."""
         m = self.manifest
         if m is not None and (m.embedding_model != model_id or m.dim != dim):
             raise IndexMismatchError(
                 f"index {self.directory} was built with embedding model {m.embedding_model!r} (dim {m.dim}); "
                 f"cannot query it with {model_id!r} (dim {dim})"
             )
+        problem = check_same_encoder(m.encoder, embedder, str(self.directory)) if m and embedder is not None else None
+        if problem:
+            raise IndexMismatchError(problem)
 
     def consistency(self) -> list[str]:
         """Problems found: FAISS ids and SQLite chunk rows must be the same set; empty when consistent."""

@@ -36,6 +36,7 @@ class FaissIndex:
         self.dim, self.kind, self.hnsw_m, self.ivf_nlist = dim, kind, hnsw_m, ivf_nlist
         self._faiss = faiss
         self._index = index if index is not None else self._empty()
+        self.mapped = False  # True when the vectors are memory-mapped from the file (read-only)
 
     def _empty(self) -> object:
         f = self._faiss
@@ -112,8 +113,13 @@ class FaissIndex:
             self._faiss.write_index(self._index, str(tmp))
 
     @classmethod
-    def load(cls, path: Path, kind: str, hnsw_m: int = 32, ivf_nlist: int = 256) -> FaissIndex:
+    def load(cls, path: Path, kind: str, hnsw_m: int = 32, ivf_nlist: int = 256, mmap: bool = False) -> FaissIndex:
+        """Read a FAISS file; `mmap` maps the vectors in place (no copy, pages shared between processes: a reader's
+        cold start does not read the whole file). A mapped index is read-only: writers load without it."""
         import faiss
 
-        index = faiss.read_index(str(path))
-        return cls(int(index.d), kind=kind, hnsw_m=hnsw_m, ivf_nlist=ivf_nlist, index=index)
+        flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
+        index = faiss.read_index(str(path), flags)
+        loaded = cls(int(index.d), kind=kind, hnsw_m=hnsw_m, ivf_nlist=ivf_nlist, index=index)
+        loaded.mapped = mmap
+        return loaded

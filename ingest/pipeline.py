@@ -13,9 +13,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ingest.chunking import Chunker
-from ingest.collection import LOCK_FILE, STORE_FILE, Collection, Manifest, empty_vectors, make_private_dir
+from ingest.collection import LOCK_FILE, STORE_FILE, Collection, Manifest, empty_vectors, encoder_fields, make_private_dir
 from ingest.config import IngestConfig
-from ingest.embedding import Embedder, load_tokenizer, open_embedder
+from ingest.embedding import Embedder, Encoder, load_tokenizer, open_embedder
 from ingest.errors import IndexLockedError, IngestError, LoaderError
 from ingest.isolation import LoaderPool
 from ingest.loaders import kind_of
@@ -88,6 +88,7 @@ class Ingestor:
         self._embedder = embedder
         self._chunker: Chunker | None = None
         self._tokenizer_cache: tuple[Any, int] | None = None
+        self._index_encoder: Encoder | None = None  # the encoder the index's vectors were made with
         self._progress = progress or (lambda stage, done, total: None)
         self._lock = FileLock(str(self.index_dir / LOCK_FILE))
         self._lock_timeout = lock_timeout
@@ -95,7 +96,7 @@ class Ingestor:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:  # loaded only when something needs embedding
-            self._embedder = open_embedder(self.config.embedding)
+            self._embedder = open_embedder(self.config.embedding, index=self._index_encoder)  # same family as the index
         return self._embedder
 
     @property
@@ -138,6 +139,9 @@ class Ingestor:
              tags: tuple[str, ...], remove: list[str]) -> IngestReport:
         t0 = time.perf_counter()
         coll.check_compatible(self.config)
+        self._index_encoder = coll.manifest.encoder if coll.manifest else None
+        if self._embedder is not None and coll.manifest is not None:  # a handed-in embedder must match the index
+            coll.check_embedder(self._embedder.model_id, self._embedder.dim, self._embedder)
         coll.remove_stale_files()  # files of a generation that a crash left uncommitted
         coll.repair_manifest_file()  # a crash just after a commit leaves manifest.json one generation behind
         store = coll.store
@@ -259,6 +263,7 @@ class Ingestor:
                 embedding_model=self.config.embedding.model, dim=dim, chunk_size=self.config.chunk_size,
                 chunk_overlap=self.config.chunk_overlap, index_type=self.config.index_type,
                 created=m.created if m else 0.0, documents=store.count("documents"), chunks=store.count("chunks"),
+                **encoder_fields(self._embedder, m),
             )
             coll.commit_generation(vectors, manifest)
         except BaseException:

@@ -222,14 +222,28 @@ class Store:
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def keyword_search(self, match: str, k: int, flt: ChunkFilter | None = None) -> list[tuple[int, float]]:
-        """BM25 over the FTS5 index: (chunk id, score) best first; higher is better."""
-        where, params = (flt or ChunkFilter()).sql()
+        """BM25 over the FTS5 index: (chunk id, score) best first; higher is better.
+
+        The filter is applied inside the ranked query (never after the top-k cut); with no filter the query does
+        not join chunks and documents for every matching row.
+        """
+        flt = flt or ChunkFilter()
+        if flt.empty:
+            sql = ("SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
+                   " ORDER BY s DESC LIMIT ?")
+            return [(int(r[0]), float(r[1])) for r in self.db.execute(sql, [match, k])]
+        where, params = flt.sql()
         sql = (
             "SELECT c.id, -bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts"
             " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id"
             f" WHERE chunks_fts MATCH ? AND {where} ORDER BY s DESC LIMIT ?"
         )
         return [(int(r[0]), float(r[1])) for r in self.db.execute(sql, [match, *params, k])]
+
+    def keyword_postings(self, term: str, cap: int) -> int:
+        """How many chunks an FTS5 term (a quoted word) matches, counted up to `cap` (cost bounded by the cap)."""
+        sql = "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
+        return int(self.db.execute(sql, (term, cap)).fetchone()[0])
 
     # --- vectors --------------------------------------------------------------------------------
     def cached_vectors(self, text_hashes: Iterable[str]) -> set[str]:

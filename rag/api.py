@@ -15,19 +15,20 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.collection import Collection
 from ingest.embedding import Embedder
-from ingest.pipeline import IngestReport, Progress, ingest_paths
-from ingest.pipeline import repair as repair_index
 from ingest.store import ChunkFilter, StoredDocument
 from rag import factory
-from rag.answer import Answerer
 from rag.config import Config
-from rag.llm.base import LLM
 from rag.records import Answer, Hit
 from rag.retrieve import RetrievalResult, Retriever, parse_filters
+
+if TYPE_CHECKING:  # imported where used: `rag stats` and `rag retrieve` need neither the parsers nor the LLMs
+    from ingest.pipeline import IngestReport, Progress
+    from rag.answer import Answerer
+    from rag.llm.base import LLM
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ def ingest(paths: Sequence[str | Path], index_dir: str | Path | None = None, con
     """
     config = config or Config()
     target = Path(index_dir) if index_dir else config.index_dir
+    from ingest.pipeline import ingest_paths
+
     return ingest_paths([Path(p) for p in paths], target, config.ingest, prune=prune, tenant=tenant,
                         tags=tuple(tags), progress=progress, embedder=embedder, remove=list(remove))
 
@@ -69,6 +72,8 @@ def stats(index_dir: str | Path | None = None, config: Config | None = None) -> 
     """Counts, model, size on disk and a consistency check of an index."""
     config = config or Config()
     target = Path(index_dir) if index_dir else config.index_dir
+    from ingest.pipeline import repair as repair_index
+
     repaired = repair_index(target)  # e.g. manifest.json a generation behind; skipped while an ingest runs
     coll = Collection(target)
     try:
@@ -163,6 +168,8 @@ class RAG:
             if self._answerer is None:
                 if self._llm is None:
                     self._llm = factory.build_llm(self.config, embedder=self.embedder)
+                from rag.answer import Answerer
+
                 checker = factory.build_checker(self.config, self.embedder, judge=self._llm)
                 self._answerer = Answerer(self.retriever, self._llm, self.config.answer, checker)
             return self._answerer
@@ -171,6 +178,8 @@ class RAG:
         base = self.answerer
         if llm is None or llm is base.llm:
             return base
+        from rag.answer import Answerer
+
         checker = factory.build_checker(self.config, self.embedder, judge=llm)
         return Answerer(self.retriever, llm, self.config.answer, checker)
 
@@ -182,4 +191,4 @@ def open_pipeline(index_dir: str | Path | None = None, config: Config | None = N
     if index_dir is not None:
         config = config.with_overrides(index_dir=index_dir)
     collection = factory.open_collection(config)
-    return RAG(config, collection, embedder or factory.build_embedder(config), llm=llm)
+    return RAG(config, collection, embedder or factory.build_embedder(config, collection), llm=llm)

@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     from rag.verify import ClaimChecker
 
 
-def build_embedder(config: Config) -> Embedder:
-    """The configured embedding model (loaded now; the bundled MiniLM by default)."""
+def build_embedder(config: Config, collection: Collection | None = None) -> Embedder:
+    """The configured embedding model (loaded now; the bundled MiniLM by default); given the index it will query,
+    an encoder of the same family as the one that built it (embedding.backend = "auto" follows the index)."""
     from ingest.embedding import open_embedder
 
-    return open_embedder(config.ingest.embedding)
+    manifest = collection.manifest if collection is not None else None
+    return open_embedder(config.ingest.embedding, index=manifest.encoder if manifest is not None else None)
 
 
 def build_llm(config: Config, name: str | None = None, embedder: Any = None) -> LLM:
