@@ -57,14 +57,15 @@ class _Postings:
     """Capped posting counts per (generation, term), shared by the threads of one retriever."""
 
     def __init__(self, size: int = 1 << 14) -> None:
-        self._counts: dict[tuple[int, str], int] = {}
+        self._counts: dict[tuple[int, str, int], int] = {}
         self._size = size
 
-    def get(self, store: Store, generation: int, term: str) -> int:
-        key = (generation, term)
+    def get(self, store: Store, generation: int, term: str, cap: int | None = None) -> int:
+        cap = cap or POSTING_BUDGET
+        key = (generation, term, cap)
         n = self._counts.get(key)
         if n is None:
-            n = store.keyword_postings(term, POSTING_BUDGET)
+            n = store.keyword_postings(term, cap)
             if len(self._counts) >= self._size:
                 self._counts.clear()
             self._counts[key] = n
@@ -77,7 +78,9 @@ def keyword_match(question: str, store: Store, chunks: int, generation: int, pos
     if len(terms) > 1 and chunks > POSTING_BUDGET:
         counts = {t: postings.get(store, generation, t) for t in terms}
         kept = [t for t in terms if counts[t] < POSTING_BUDGET]
-        terms = kept or [min(terms, key=lambda t: counts[t])]
+        if not kept:  # every term is common: keep the rarest, counted exactly (once per generation)
+            kept = [min(terms, key=lambda t: postings.get(store, generation, t, cap=chunks + 1))]
+        terms = kept
     return " OR ".join(terms)
 
 
