@@ -35,12 +35,15 @@ def store(tmp_path: Path) -> Store:
 
 def test_common_terms_are_left_out_of_the_or_query_on_a_large_index(store, monkeypatch):
     monkeypatch.setattr(retrieve, "POSTING_BUDGET", 8)
-    # 30 chunks > budget: "common" (30 postings) goes; "rare" (12) goes too; "scarce" (1) stays.
+    # 30 chunks > budget; postings: common 30, rare 12, scarce 1, filler 20 (all tenant a's)
     assert keyword_match("common rare scarce", store, 30, 1, _Postings()) == '"scarce"'
     # every term over the budget: the rarest one is kept rather than none
     assert keyword_match("common rare", store, 30, 1, _Postings()) == '"rare"'
     # a small index is never cut
     assert keyword_match("common rare scarce", store, 8, 1, _Postings()) == '"common" OR "rare" OR "scarce"'
+    monkeypatch.setattr(retrieve, "POSTING_BUDGET", 13)
+    # rarest first while the postings add up to at most 13: scarce (1) + rare (12); question order kept
+    assert keyword_match("rare common scarce", store, 30, 1, _Postings()) == '"rare" OR "scarce"'
     monkeypatch.setattr(retrieve, "POSTING_BUDGET", 4096)
     assert keyword_match("common rare scarce", store, 30, 1, _Postings()) == fts_query("common rare scarce")
 
