@@ -16,7 +16,7 @@ from rag.prompt import Prompt
 from rag.records import Usage
 
 log = logging.getLogger(__name__)
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+_OPENAI_HOST = "api.openai.com"  # the one server that always needs a key
 
 
 class OpenAICompatLLM:
@@ -28,20 +28,22 @@ class OpenAICompatLLM:
         import openai
 
         key = os.environ.get(config.api_key_env, "")
-        host = urlparse(config.base_url).hostname or ""
-        if not key:
-            if host not in _LOOPBACK:
-                raise LLMConfigError(
-                    f"no API key: set the environment variable {config.api_key_env} (llm.openai.api_key_env) "
-                    f"for {config.base_url}"
-                )
-            key = "not-needed-on-loopback"
+        host = (urlparse(config.base_url).hostname or "").lower()
+        if not key and (host == _OPENAI_HOST or host.endswith("." + _OPENAI_HOST)):
+            raise LLMConfigError(
+                f"no API key: set the environment variable {config.api_key_env} (llm.openai.api_key_env) "
+                f"for {config.base_url}"
+            )
         self.model = config.model
         self._config = config
         self._openai = openai
+        # A keyless server (Ollama, vLLM, llama.cpp: local or on another host) gets no Authorization header at all,
+        # never a dummy key; the SDK insists on a key, so it is given a placeholder that every request omits.
+        self._headers: dict[str, object] = {} if key else {"Authorization": openai.Omit()}
         # Retries are done here, not by the SDK, so that failures mid-stream and malformed bodies are
         # retried by the same rule and attempts do not multiply.
-        self._client = openai.OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout, max_retries=0)
+        self._client = openai.OpenAI(base_url=config.base_url, api_key=key or "no-key-sent", timeout=config.timeout,
+                                     max_retries=0, default_headers=self._headers or None)
 
     def count_tokens(self, text: str) -> int:
         # The server's tokenizer is unknown here; ~4 characters a token is the usual estimate for English.
@@ -64,6 +66,8 @@ class OpenAICompatLLM:
             req["seed"] = cfg.seed
         if prompt.json_mode:
             req["response_format"] = {"type": "json_object"}
+        if self._headers:
+            req["extra_headers"] = self._headers
         return req
 
     def stream(self, prompt: Prompt) -> Iterator[str | Usage]:

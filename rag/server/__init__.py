@@ -35,7 +35,8 @@ def serve(config: Any, host: str | None = None, port: int | None = None) -> None
     rag.llm  # noqa: B018 - load the LLM now, not on the first question
     try:
         uvicorn.run(create_app(rag, access), host=host or config.server.host, port=port or config.server.port,
-                    log_level="info", timeout_graceful_shutdown=5)
+                    log_level="info", timeout_graceful_shutdown=5,
+                    log_config=None)  # uvicorn's lines go through the CLI's handlers (--log-format json: with ids)
     finally:
         rag.close()
         access.close()

@@ -22,6 +22,7 @@ from rag.api import RAG
 from rag.errors import RagError
 from rag.server.deps import Key
 from rag.server.guard import HEADERS, RequestGuard
+from rag.server.request_id import RequestIds
 from rag.server.routes import chat, documents, native
 from rag.server.routes.native import STATIC
 from rag.server.schemas import error_response
@@ -80,6 +81,7 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(RequestGuard, max_bytes=st.config.max_request_bytes, access=access, headers=HEADERS,
                        error=error_response)
+    app.add_middleware(RequestIds)  # outermost: the guard's refusals carry the id too
     return app
 
 

@@ -22,12 +22,21 @@ MODEL_ID = "rag"
 MAX_MESSAGE = 2000
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+_ERROR_CODES = {401: "invalid_api_key", 403: "permission_denied", 404: "not_found", 409: "conflict",
+                413: "request_too_large", 422: "invalid_request", 429: "rate_limit_exceeded", 500: "internal_error",
+                502: "upstream_error", 503: "server_busy", 504: "timeout"}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None, param: str | None = None,
+                   code: str | None = None) -> JSONResponse:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}; `param` names the request field at
+    fault, `code` is a string (or null)."""
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     if len(message) > MAX_MESSAGE:  # a message may quote a name the client sent: never echo a megabyte back
         message = message[:MAX_MESSAGE - 1] + "…"
     message = message.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be sent as UTF-8
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
+    error = {"message": message, "type": kind, "param": param, "code": code or _ERROR_CODES.get(status)}
+    return JSONResponse({"error": error}, status, headers=headers)
 
 
 # --- request bodies -----------------------------------------------------------------------------

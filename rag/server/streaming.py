@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,7 +21,7 @@ class Busy(Exception):
 
 
 async def answer_items(request: Request, question: str, history: list[tuple[str, str]], key: ApiKey,
-                       body: QueryBody, verify: bool | None = None) -> AsyncIterator[str | Answer]:
+                       body: QueryBody, verify: bool | None = None, llm: Any = None) -> AsyncIterator[str | Answer]:
     """rag.stream() run by a worker thread. Raises Busy when no worker is free within answer_timeout,
     TimeoutError when the answer takes longer than answer_timeout once started; the worker then stops
     between two deltas (a thread cannot be killed mid-call)."""
@@ -41,7 +42,8 @@ async def answer_items(request: Request, question: str, history: list[tuple[str,
             return
         put("start", None)
         gen: Iterator[str | Answer] = st.rag.stream(question, history=history, filters=body.filters,
-                                                    tenants=key.scope, k=body.k, mode=body.mode, verify=verify)
+                                                    tenants=key.scope, k=body.k, mode=body.mode, verify=verify,
+                                                    llm=llm)
         try:
             for item in gen:
                 if stop.is_set():
@@ -53,7 +55,8 @@ async def answer_items(request: Request, question: str, history: list[tuple[str,
         finally:
             gen.close()
 
-    job = loop.run_in_executor(st.answer_pool, work)
+    # The worker runs in this request's context: its log lines carry the request id (rag.logs.REQUEST_ID).
+    job = loop.run_in_executor(st.answer_pool, contextvars.copy_context().run, work)
     try:
         try:
             await asyncio.wait_for(items.get(), timeout)

@@ -65,9 +65,12 @@ def test_no_retry_after_text_was_streamed():
         assert len(srv.requests) == 1
 
 
-def test_remote_server_without_key_is_refused(monkeypatch):
+def test_openai_without_key_is_refused_but_a_keyless_server_anywhere_is_not(monkeypatch):
+    """Only api.openai.com needs a key; Ollama, vLLM or llama.cpp on another host get no Authorization header
+    (tests/rag/test_recipes.py sends real requests both ways)."""
     monkeypatch.delenv("RAG_TEST_KEY", raising=False)
     with pytest.raises(LLMConfigError, match="RAG_TEST_KEY"):
-        OpenAICompatLLM(OpenAIConfig(base_url="https://llm.example.invalid/v1", api_key_env="RAG_TEST_KEY"))
-    monkeypatch.setenv("RAG_TEST_KEY", "sk-test")
+        OpenAICompatLLM(OpenAIConfig(base_url="https://api.openai.com/v1", api_key_env="RAG_TEST_KEY"))
     assert OpenAICompatLLM(OpenAIConfig(base_url="https://llm.example.invalid/v1", api_key_env="RAG_TEST_KEY"))
+    monkeypatch.setenv("RAG_TEST_KEY", "sk-test")
+    assert OpenAICompatLLM(OpenAIConfig(base_url="https://api.openai.com/v1", api_key_env="RAG_TEST_KEY"))
