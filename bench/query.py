@@ -80,17 +80,22 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--ttft", action="store_true")
     ap.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivf"])
+    ap.add_argument("--keep", type=Path, default=None, help="keep the synthetic indexes in this folder and reuse them")
     args = ap.parse_args()
     cfg = load_config(ROOT / "config.toml")
     embedder = open_embedder(cfg.ingest.embedding)
     rng = random.Random(1)
     saved = retrieve.POSTING_BUDGET
     for n in args.sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            t = time.perf_counter()
-            build_synthetic(Path(tmp), n, embedder.dim, embedder.model_id, args.index_type,
-                            encoder=encoder_fields(embedder, None))
-            print(f"\n{n} chunks ({args.index_type} index): built in {time.perf_counter() - t:.1f}s")
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp = str(args.keep / f"{n}-{args.index_type}") if args.keep else scratch
+            if not (Path(tmp) / "manifest.json").exists():
+                t = time.perf_counter()
+                build_synthetic(Path(tmp), n, embedder.dim, embedder.model_id, args.index_type,
+                                encoder=encoder_fields(embedder, None))
+                print(f"\n{n} chunks ({args.index_type} index): built in {time.perf_counter() - t:.1f}s")
+            else:
+                print(f"\n{n} chunks ({args.index_type} index): reusing {tmp}")
             coll = Collection(Path(tmp))
             # "-every-term" variants OR every query word into the FTS5 query (the code before the posting budget);
             # all variants run on the same queries, interleaved query by query.
