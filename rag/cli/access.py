@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -12,6 +11,7 @@ from rag.cli.common import (
     Ctx,
     echo_json,
     errors,
+    fail,
     index_option,
 )
 
@@ -35,7 +35,7 @@ def keys_create(obj: Ctx, index_dir: Path | None, name: str, role: str, tenants:
     """Create a key and print it once (only its hash is stored)."""
     from rag.access import AccessStore
 
-    with errors():
+    with errors(as_json):
         store = AccessStore(index_dir or obj.config.index_dir)
         new = store.create_key(name, role, list(tenants))
         store.close()
@@ -57,12 +57,12 @@ def keys_list(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
 
     from rag.access import AccessStore
 
-    with errors():
+    with errors(as_json):
         store = AccessStore(index_dir or obj.config.index_dir)
         found = store.list_keys()
         store.close()
     if as_json:
-        echo_json([k.to_dict() for k in found])
+        echo_json({"keys": [k.to_dict() for k in found]})
         return
     for k in found:
         state = "revoked " + time.strftime("%Y-%m-%d %H:%M", time.localtime(k.revoked_at)) if k.revoked_at else "active"
@@ -73,25 +73,28 @@ def keys_list(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
 @keys.command("revoke")
 @click.argument("key_id")
 @index_option
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def keys_revoke(obj: Ctx, key_id: str, index_dir: Path | None) -> None:
+def keys_revoke(obj: Ctx, key_id: str, index_dir: Path | None, as_json: bool) -> None:
     """Revoke a key at once (running servers refuse it from the next request)."""
     from rag.access import AccessStore
 
-    with errors():
+    with errors(as_json):
         store = AccessStore(index_dir or obj.config.index_dir)
         done = store.revoke(key_id)
         store.close()
     if not done:
-        click.echo(f"error: no active key {key_id!r} (see: rag keys list)", err=True)
-        sys.exit(EXIT_FATAL)
+        fail(f"no active key {key_id!r} (see: rag keys list)", as_json, EXIT_FATAL)
+    if as_json:
+        echo_json({"revoked": key_id})
+        return
     click.echo(f"revoked {key_id}")
 
 
 @click.command()
 @index_option
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="Rows to show.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON array, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: its rows, newest first.")
 @click.pass_obj
 def audit(obj: Ctx, index_dir: Path | None, limit: int, as_json: bool) -> None:
     """The server's audit log: who asked what, the sources cited, refusals and status, newest first."""
@@ -99,12 +102,12 @@ def audit(obj: Ctx, index_dir: Path | None, limit: int, as_json: bool) -> None:
 
     from rag.access import AccessStore
 
-    with errors():
+    with errors(as_json):
         store = AccessStore(index_dir or obj.config.index_dir)
         rows = store.audit(limit)
         store.close()
     if as_json:
-        echo_json([r.to_dict() for r in rows])
+        echo_json({"rows": [r.to_dict() for r in rows]})
         return
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.at))

@@ -99,7 +99,9 @@ def stats(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
     with errors(as_json):
         s = api.stats(index_dir, obj.config)
     if as_json:
-        echo_json({**asdict(s), "consistent": s.consistent})
+        d = asdict(s)
+        d["index_schema_version"] = d.pop("schema_version")  # "schema_version" is the --json output's own
+        echo_json({**d, "consistent": s.consistent})
     else:
         click.echo(f"index:      {s.index} (generation {s.generation}, schema {s.schema_version})")
         click.echo(f"documents:  {s.documents}")

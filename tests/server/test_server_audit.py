@@ -18,7 +18,7 @@ def rag(rag_cli):  # noqa: ANN001, ANN201 - `rag(...)` runs the real command lin
 def _audit(rag, index, limit: int = 500) -> list[dict]:  # noqa: ANN001
     r = rag("audit", "--index", str(index), "--limit", str(limit), "--json")
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return json.loads(r.stdout)["rows"]
 
 
 def test_questions_are_audited(server, rag) -> None:
@@ -63,7 +63,7 @@ def test_keys_commands(rag, tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()
     assert token.startswith("rag_") and len(token) > 40 and "shown only now" in r.stderr
-    listed = json.loads(rag("keys", "list", "--index", index, "--json").stdout)
+    listed = json.loads(rag("keys", "list", "--index", index, "--json").stdout)["keys"]
     assert len(listed) == 1 and listed[0]["tenants"] == ["A", "B"] and listed[0]["role"] == "admin"
     assert token not in json.dumps(listed)
     import sqlite3
@@ -72,6 +72,6 @@ def test_keys_commands(rag, tmp_path) -> None:
     assert token not in stored and len(stored) == 64
     assert rag("keys", "revoke", listed[0]["id"], "--index", index).returncode == 0
     assert rag("keys", "revoke", listed[0]["id"], "--index", index).returncode == 1
-    assert json.loads(rag("keys", "list", "--index", index, "--json").stdout)[0]["revoked_at"]
+    assert json.loads(rag("keys", "list", "--index", index, "--json").stdout)["keys"][0]["revoked_at"]
     bad = rag("keys", "create", "--index", index, "--name", "x", "--tenant", "../x")
     assert bad.returncode == 1 and "bad tenant name" in bad.stderr
