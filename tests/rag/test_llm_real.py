@@ -87,3 +87,35 @@ def test_instruction_inside_a_document_is_data(injected_index, embedder):
         a = r.ask("How fast does the X200 pump run?")
     assert "HACKED" not in a.text.upper() and "MALLORY" not in a.text.upper()
     assert not a.refused and "1450" in a.text and a.citations
+
+
+def test_local_yes_no_probability_reuses_the_cached_prompt_and_resumes_streams() -> None:
+    """p_yes reads P(yes) from the logits after evaluating only what the KV cache lacks; a stream resumed from
+    its own text continues it (greedy decoding), which is how the answer path pauses for its first sentence."""
+    import time
+
+    from rag.prompt import blocks_from_texts, build_prompt
+
+    llm = LocalLLM(LocalLLMConfig(model="smollm2-135m", max_tokens=24, n_ctx=2048))
+    try:
+        blocks = blocks_from_texts(["The lighthouse of Saint-Malo was painted red in 1921. " * 12])
+        prompt = build_prompt("When was the lighthouse painted red?", blocks)
+        yes_no = prompt.follow_up("Question: When was the lighthouse painted red?\n\nDo the documents above "
+                                  "answer this question? Reply with yes or no.")
+        t = time.perf_counter()
+        first = llm.p_yes(yes_no)
+        cold = time.perf_counter() - t
+        t = time.perf_counter()
+        again = llm.p_yes(yes_no)  # the whole prompt is cached: only its last token is evaluated again
+        warm = time.perf_counter() - t
+        assert 0.0 < first < 1.0 and abs(first - again) < 1e-3
+        assert warm < cold / 3, (cold, warm)
+        other = llm.p_yes(prompt.follow_up("Statement: The lighthouse is blue.\n\nIs it stated? Reply yes or no."))
+        assert 0.0 < other < 1.0
+        full = "".join(d for d in llm.stream(prompt) if isinstance(d, str))
+        cut = full.find(" ", len(full) // 2)
+        assert cut > 0, full
+        rest = "".join(d for d in llm.stream(prompt, full[:cut]) if isinstance(d, str))
+        assert (full[:cut] + rest).startswith(full[: cut + 4]), (full, rest)
+    finally:
+        llm.close()
