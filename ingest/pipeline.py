@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 256
+# Texts waiting for a vector are embedded once EMBED_BUFFER_BATCHES batches' worth have arrived, the longest first:
+# batches of similar lengths pad as little as a sort of the whole run would (sqlite-docs: 1.07 padded tokens per
+# token, as before; embedding each batch as soon as it fills: 1.13, +5 % compute for ~3 % of parsing hidden).
+EMBED_BUFFER_BATCHES = 4
 
 
 @dataclass
@@ -300,7 +304,7 @@ class _VectorCache:
         self._seen.update(new)
         have = self._store.cached_vectors(new)
         self._todo.update((h, t) for h, t in new.items() if h not in have)
-        while len(self._todo) >= EMBED_BATCH:
+        while len(self._todo) >= EMBED_BATCH * EMBED_BUFFER_BATCHES:
             self._batch()
 
     def flush(self) -> None:

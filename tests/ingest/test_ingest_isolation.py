@@ -128,9 +128,9 @@ def test_embedding_starts_while_files_are_still_being_parsed(tmp_path: Path, has
                                                              make_text) -> None:
     root = tmp_path / "docs"
     root.mkdir()
-    for i in range(6):
+    for i in range(10):
         (root / f"f{i}.txt").write_text(make_text(100 + i, 900))  # ~6 chunks each
-    monkeypatch.setattr(pipeline, "EMBED_BATCH", 8)
+    monkeypatch.setattr(pipeline, "EMBED_BATCH", 4)  # embedding starts once 16 texts wait
     events: list[str] = []
     real_embed = hash_embedder.embed
 
@@ -141,8 +141,8 @@ def test_embedding_starts_while_files_are_still_being_parsed(tmp_path: Path, has
     monkeypatch.setattr(hash_embedder, "embed", embed)
     progress = lambda stage, done, total: events.append(f"{stage} {done}/{total}") if stage == "load" else None  # noqa: E731
     report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=hash_embedder, progress=progress)
-    assert len(report.added) == 6 and report.chunks_embedded > 16
-    assert events.index("embed") < events.index("load 6/6"), events  # the old pipeline embedded after loading all
+    assert len(report.added) == 10 and report.chunks_embedded > 40
+    assert events.index("embed") < events.index("load 6/10"), events  # the old pipeline embedded after loading all
 
 
 UNGUARDED = """
