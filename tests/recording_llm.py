@@ -30,10 +30,15 @@ class RecordingLLM:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 owner.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 words = owner.answer.split(" ")
-                if not body.get("stream"):
+                if not body.get("stream"):  # a yes/no check asks for log-probabilities: the answer is "Yes"
+                    yes = [{"token": "Yes", "logprob": -0.01, "bytes": None},
+                           {"token": "No", "logprob": -5.0, "bytes": None}]
+                    logprobs = {"content": [{"token": "Yes", "logprob": -0.01, "bytes": None, "top_logprobs": yes}]}
+                    content = "Yes" if body.get("logprobs") else owner.answer
                     self._send(200, {"id": "r1", "object": "chat.completion", "created": 0, "model": owner.model,
                                      "choices": [{"index": 0, "finish_reason": "stop",
-                                                  "message": {"role": "assistant", "content": owner.answer}}],
+                                                  "logprobs": logprobs if body.get("logprobs") else None,
+                                                  "message": {"role": "assistant", "content": content}}],
                                      "usage": {"prompt_tokens": 10, "completion_tokens": len(words),
                                                "total_tokens": 10 + len(words)}})
                     return
