@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,9 +48,14 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None
 
 def private_file(path: Path) -> Path:
     """Create `path` readable and writable by its owner only (0600) if missing; tighten it, and the SQLite
-    journal files beside it, if an older version left them readable by others (they inherit the file's mode)."""
+    journal files beside it, if an older version left them readable by others (they inherit the file's mode).
+
+    An existing file is never opened here: closing any descriptor of a SQLite database drops every POSIX lock
+    this process holds on it, and other connections of the process would then go on without their locks.
+    """
     path = Path(path)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    with contextlib.suppress(FileExistsError):  # created here: no connection can hold it yet
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
             mode = p.stat().st_mode & 0o777

@@ -42,6 +42,7 @@ llm = "extractive"
 max_request_bytes = 200000
 max_question_chars = 500
 rate_limit_per_minute = {rate}
+auth_failures_per_minute = 1000  # the tests of keys send many bad ones; test_server_hardening tests the limit
 answer_timeout = {timeout}
 
 [llm.openai]
@@ -65,6 +66,24 @@ class Server:
         from openai import OpenAI
 
         return OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def in_ci() -> bool:
+    """CI is set (to anything but '', 0, false or no) where the suite runs unattended."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+    """In CI no server test may skip: a missing part of the environment (a browser, a package) is a failure there,
+    not a quiet skip. Outside CI a skip stays a skip. (A conftest hook: it applies to tests/server only.)"""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and in_ci() and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped in CI, where every server test must run: {reason}"
 
 
 def free_port() -> int:

@@ -238,3 +238,27 @@ def test_config_toml_documents_every_server_setting() -> None:
     assert set(documented) == set(defaults)
     assert {k: documented[k] for k in defaults} == defaults
     assert defaults["max_history_chars"] == 20_000 and defaults["auth_failures_per_minute"] == 30
+
+
+def test_making_the_store_private_keeps_other_connections_locked(tmp_path) -> None:
+    """Opening and closing store.sqlite to set its mode (as every ingest run did) dropped the POSIX locks of
+    every other connection of the process: another process closing its connection then took the database for
+    its own, removed the WAL, and this process's key lookups went on reading a stale copy (fresh keys got 401)."""
+    import subprocess
+    import sys
+
+    from ingest.store import Store
+    from rag.access import AccessStore
+
+    access = AccessStore(tmp_path)
+    assert access.authenticate("rag_x") is None  # the connection is open and has read
+    Store(tmp_path / "store.sqlite").close()  # what an ingest run in the server does
+    create = ("import sys; from rag.access import AccessStore; s = AccessStore(sys.argv[1]); "
+              "print(s.create_key('k', 'reader', ['A']).token); s.close()")
+    try:
+        for _ in range(2):  # the first may take the database as its own when it closes; the second writes anew
+            token = subprocess.run([sys.executable, "-c", create, str(tmp_path)], capture_output=True, text=True,
+                                   check=True, timeout=120).stdout.strip()
+            assert access.authenticate(token) is not None, "a key made by another process is not seen"
+    finally:
+        access.close()
