@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing import forkserver, get_context, popen_forkserver, reduction, spawn, util
+from multiprocessing import forkserver, get_context, parent_process, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from pathlib import Path
@@ -211,6 +211,11 @@ def _die_with_parent() -> None:
         pass
     if os.getppid() == 1:
         os._exit(0)
+    # The forkserver may take seconds to exit on a loaded machine: also watch the main process itself (its end of
+    # our start-up pipe closes when it dies), from a thread that gets its turn between the parser's bytecodes.
+    parent = parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), name="watch-main-process", daemon=True).start()
 
 
 _preload_lock = threading.Lock()
