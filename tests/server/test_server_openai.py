@@ -6,6 +6,8 @@ LangChain's ChatOpenAI against a real `rag serve`, and by a recording upstream m
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import CONFIG, free_port, server_env, stop, wait_ready
 from recording_llm import RecordingLLM
 
 from rag.prompt import SYSTEM
@@ -168,23 +169,41 @@ def test_langchain_chat_openai_against_rag_serve(server, key) -> None:  # noqa: 
         hot.invoke(QUESTION)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def _serve(tmp: Path, index: Path, name: str, *args: str, env: dict[str, str] | None = None,
            before: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, Path]:
+    """`rag [before] serve` over `index` with extractive answers unless `args` say otherwise; ready when it returns."""
     cfg = tmp / f"{name}.toml"
-    cfg.write_text(CONFIG.format(rate=200, timeout=60))
-    port = free_port()
+    cfg.write_text('[answer]\nllm = "extractive"\n\n[server]\nrate_limit_per_minute = 200\n\n'
+                   "[llm.openai]\ntimeout = 30.0\nmax_retries = 0\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
     log = tmp / f"{name}.log"
     cmd = [sys.executable, "-m", "rag.cli", *before, "--config", str(cfg), "serve", "--index", str(index),
            "--host", "127.0.0.1", "--port", str(port), *args]
+    environ = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                            env={**server_env(), **(env or {})}, cwd=tmp)
+                            env={**environ, **(env or {})}, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, url, log)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, url, log
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"rag serve did not start:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url, log
+        except httpx.TransportError:
+            time.sleep(0.3)
 
 
 def test_system_message_goes_after_the_grounding_rules_and_limits_reach_the_model(server, key, tmp_path) -> None:  # noqa: ANN001
