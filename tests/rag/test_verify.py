@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from ingest.records import Chunk
 from rag.prompt import Block
-from rag.records import Hit, Usage
+from rag.records import Hit
 from rag.text import split_claims
 from rag.verify import (
     ClaimChecker,
     extract_terms,
     missing_terms,
-    parse_judge_reply,
     polarity_conflict,
 )
 
@@ -125,43 +122,47 @@ def test_check_sentences_uses_the_cited_blocks_in_order(checker: ClaimChecker) -
     assert [v.cited for v in verdicts] == [(2,), (1,), ()]
 
 
-class FakeJudge:
-    """An LLM that returns a fixed reply and records its prompts."""
+class TableJudge:
+    """A yes/no judge (unit seam for the LLM): P(yes) by a word of the statement; records the questions asked."""
 
-    name = "fake"
-    model = "fake-judge"
+    def __init__(self, table: dict[str, float], default: float = 0.9) -> None:
+        self.table, self.default = table, default
+        self.questions: list[str] = []
 
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.prompts: list = []
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def stream(self, prompt) -> Iterator[str | Usage]:
-        self.prompts.append(prompt)
-        yield self.reply
-        yield Usage(1, 1)
+    def p_yes(self, prompt) -> float:
+        question = prompt.messages[-1].content
+        self.questions.append(question)
+        asked = question.split("\n\n")[-2:]  # the statement (or question) and the instruction, not the documents
+        return next((p for key, p in self.table.items() if any(key in a for a in asked)), self.default)
 
 
-def test_judge_verdicts_combine_with_local_signals() -> None:
-    judge = FakeJudge('Sure! {"verdicts": [{"claim": 1, "supported": false, "reason": "not stated"}, '
-                      '{"claim": 2, "supported": true}, {"claim": 3, "supported": true}]}')
-    answer = f"{FAITHFUL[0]} {FAITHFUL[1]} {UNFAITHFUL['number']}"
-    verdicts = ClaimChecker(judge=judge).check_answer(QUESTION, answer, [PASSAGE])
-    assert [v.supported for v in verdicts] == [False, True, False]  # judge vetoes 1; local signals veto 3
-    assert "judge: not stated" in verdicts[0].reason and "8192" in verdicts[2].reason
-    assert judge.prompts[0].json_mode and len(judge.prompts) == 1
+class FailingJudge:
+    def p_yes(self, prompt) -> float:
+        raise RuntimeError("the model server is down")
 
 
-def test_unusable_judge_reply_leaves_local_verdicts() -> None:
-    verdicts = ClaimChecker(judge=FakeJudge("I think it is fine.")).check_answer(QUESTION, FAITHFUL[0], [PASSAGE])
-    assert verdicts[0].supported and "judge reply unusable" in verdicts[0].reason
+def test_judge_probability_decides_with_the_term_checks() -> None:
+    judge = TableJudge({"foreign": 0.2})
+    answer = f"{FAITHFUL[0]} {FAITHFUL[2]} {UNFAITHFUL['number']}"
+    verdicts = ClaimChecker(judge=judge, min_entailment=0.5).check_answer(QUESTION, answer, [PASSAGE])
+    assert [v.supported for v in verdicts] == [True, False, False]  # judge vetoes 2; missing 8192 vetoes 3
+    assert "P 0.20" in verdicts[1].reason and "8192" in verdicts[2].reason
+    assert verdicts[0].score == 0.9  # the score is the judge's probability
+    assert len(judge.questions) == 3 and all("Statement:" in q and "document [1]" not in q for q in judge.questions)
+    # The judge reads the answer's own prompt: the documents come first, then the statement.
+    assert all(q.startswith("Documents:") and PASSAGE[:40] in q for q in judge.questions)
 
 
-def test_parse_judge_reply_variants() -> None:
-    assert parse_judge_reply('```json\n[{"supported": "yes"}, {"supported": false, "reason": "x"}]\n```', 2) == {
-        1: (True, ""), 2: (False, "x")}
-    assert parse_judge_reply('{"supported": true}', 1) == {1: (True, "")}
-    assert parse_judge_reply('{"verdicts": [{"claim": 7, "supported": true}]}', 1) == {1: (True, "")}
-    assert parse_judge_reply("no json", 1) == {}
+def test_answerability_asks_the_judge_after_the_documents() -> None:
+    from rag.prompt import blocks_from_texts, build_prompt
+
+    judge = TableJudge({"specific information": 0.3})
+    prompt = build_prompt("Who wrote the manual?", blocks_from_texts([PASSAGE]))
+    assert ClaimChecker(judge=judge).answerability(prompt) == 0.3
+    assert ClaimChecker().answerability(prompt) is None  # no judge: the caller uses the retrieval evidence
+
+
+def test_a_failing_judge_leaves_the_local_signals_in_charge() -> None:
+    verdicts = ClaimChecker(judge=FailingJudge()).check_answer(QUESTION, f"{FAITHFUL[0]} {UNFAITHFUL['number']}",
+                                                               [PASSAGE])
+    assert [v.supported for v in verdicts] == [True, False]
