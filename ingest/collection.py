@@ -7,9 +7,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.config import IngestConfig
 from ingest.embedding import Encoder, check_same_encoder, encoder_of
@@ -18,6 +20,9 @@ from ingest.fsutil import atomic_write
 from ingest.index import FaissIndex
 from ingest.schema import SCHEMA_VERSION
 from ingest.store import Store
+
+if TYPE_CHECKING:
+    from ingest.embedded import EmbeddedView
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,50 @@ def encoder_fields(embedder: Any, previous: Manifest | None) -> dict[str, Any]:
         return {}
     return {"embedding_backend": enc.backend, "embedding_precision": enc.precision, "embedding_device": enc.device,
             "embedding_fingerprint": enc.fingerprint, "embedding_figures": dict(enc.figures)}
+
+
+def next_manifest(config: IngestConfig, dim: int, previous: Manifest | None, embedder: Any, documents: int,
+                  chunks: int, index_type: str | None = None) -> Manifest:
+    """The manifest of the generation a run commits (the backend sets generation, times and version)."""
+    return Manifest(
+        embedding_model=config.embedding.model, dim=dim, chunk_size=config.chunk_size,
+        chunk_overlap=config.chunk_overlap, index_type=index_type or config.index_type,
+        created=previous.created if previous else 0.0, documents=documents, chunks=chunks,
+        **encoder_fields(embedder, previous),
+    )
+
+
+def check_manifest_compatible(m: Manifest | None, where: str, config: IngestConfig, index_type: bool = True) -> None:
+    """Refuse to mix embedders or chunking settings in one index (and, for FAISS, index types)."""
+    if m is None:
+        return
+    if m.embedding_model != config.embedding.model:
+        raise IndexMismatchError(
+            f"index {where} was built with embedding model {m.embedding_model!r} (dim {m.dim}); "
+            f"this run is configured for {config.embedding.model!r}. Use the same model, or another --index directory"
+        )
+    if (m.chunk_size, m.chunk_overlap) != (config.chunk_size, config.chunk_overlap):
+        raise IndexMismatchError(
+            f"index {where} was built with chunk_size={m.chunk_size}, chunk_overlap={m.chunk_overlap}; "
+            f"this run asks for {config.chunk_size}/{config.chunk_overlap}. Use the same settings, or another --index"
+        )
+    if index_type and m.index_type != config.index_type:
+        raise IndexMismatchError(
+            f"index {where} is a {m.index_type!r} index; this run asks for {config.index_type!r}. "
+            "Use the same index_type, or another --index directory"
+        )
+
+
+def check_manifest_embedder(m: Manifest | None, where: str, model_id: str, dim: int, embedder: Any = None) -> None:
+    """Refuse an embedder of another model, dimension or encoder family (e.g. int8 against fp32 vectors)."""
+    if m is not None and (m.embedding_model != model_id or m.dim != dim):
+        raise IndexMismatchError(
+            f"index {where} was built with embedding model {m.embedding_model!r} (dim {m.dim}); "
+            f"cannot query it with {model_id!r} (dim {dim})"
+        )
+    problem = check_same_encoder(m.encoder, embedder, where) if m and embedder is not None else None
+    if problem:
+        raise IndexMismatchError(problem)
 
 
 class Collection:
@@ -159,36 +208,34 @@ class Collection:
 
     def check_compatible(self, config: IngestConfig) -> None:
         """Refuse to mix embedders or chunking settings in one index."""
-        m = self.manifest
-        if m is None:
-            return
-        if m.embedding_model != config.embedding.model:
-            raise IndexMismatchError(
-                f"index {self.directory} was built with embedding model {m.embedding_model!r} (dim {m.dim}); "
-                f"this run is configured for {config.embedding.model!r}. Use the same model, or another --index directory"
-            )
-        if (m.chunk_size, m.chunk_overlap) != (config.chunk_size, config.chunk_overlap):
-            raise IndexMismatchError(
-                f"index {self.directory} was built with chunk_size={m.chunk_size}, chunk_overlap={m.chunk_overlap}; "
-                f"this run asks for {config.chunk_size}/{config.chunk_overlap}. Use the same settings, or another --index"
-            )
-        if m.index_type != config.index_type:
-            raise IndexMismatchError(
-                f"index {self.directory} is a {m.index_type!r} index; this run asks for {config.index_type!r}. "
-                "Use the same index_type, or another --index directory"
-            )
+        check_manifest_compatible(self.manifest, str(self.directory), config)
 
     def check_embedder(self, model_id: str, dim: int, embedder: Any = None) -> None:
         """Refuse an embedder of another model, dimension or encoder family (e.g. int8 against fp32 vectors)."""
-        m = self.manifest
-        if m is not None and (m.embedding_model != model_id or m.dim != dim):
-            raise IndexMismatchError(
-                f"index {self.directory} was built with embedding model {m.embedding_model!r} (dim {m.dim}); "
-                f"cannot query it with {model_id!r} (dim {dim})"
-            )
-        problem = check_same_encoder(m.encoder, embedder, str(self.directory)) if m and embedder is not None else None
-        if problem:
-            raise IndexMismatchError(problem)
+        check_manifest_embedder(self.manifest, str(self.directory), model_id, dim, embedder)
+
+    # --- the IndexBackend protocol (ingest.backend) ------------------------------------------------
+    @property
+    def location(self) -> str:
+        return str(self.directory)
+
+    @property
+    def schema_version(self) -> int:
+        return self.store.schema_version
+
+    @contextmanager
+    def snapshot(self, tenants: tuple[str, ...] | None = None) -> Iterator[EmbeddedView]:
+        """One read snapshot, on the newest committed generation. SQLite has no row-level security: the tenants
+        are restricted by the filter each call is given (ChunkFilter.tenants)."""
+        from ingest.embedded import EmbeddedView
+
+        store = self.store
+        with store.snapshot():
+            self.refresh()
+            yield EmbeddedView(store, self.vectors, self.manifest, self.generation)
+
+    def size_bytes(self) -> int:
+        return self.size_on_disk()
 
     def consistency(self) -> list[str]:
         """Problems found: FAISS ids and SQLite chunk rows must be the same set; empty when consistent."""

@@ -12,17 +12,18 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from ingest.backend import IndexTarget, IndexWriter, PostgresTarget, open_writer
 from ingest.chunking import Chunker
-from ingest.collection import LOCK_FILE, STORE_FILE, Collection, Manifest, empty_vectors, encoder_fields, make_private_dir
+from ingest.collection import LOCK_FILE, STORE_FILE, Collection
 from ingest.config import IngestConfig
 from ingest.embedding import Embedder, Encoder, load_tokenizer, open_embedder
-from ingest.errors import IndexLockedError, IngestError, LoaderError
+from ingest.errors import IngestError, LoaderError
 from ingest.isolation import LoaderPool
 from ingest.loaders import kind_of
 from ingest.loaders.ocr import OCR_SECTION
 from ingest.records import TENANT_NAME, TENANT_RULE, Chunk, Document, sha256_hex
 from ingest.scan import Failure, Found, read_file, scan
-from ingest.store import Store, StoredDocument
+from ingest.store import StoredDocument
 from ingest.worker import LoadResult, LoadTask, WorkerSettings, tokenizer_json
 
 log = logging.getLogger(__name__)
@@ -83,18 +84,18 @@ class IngestReport:
 
 
 class Ingestor:
-    """Applies one ingest run to an index directory; holds the single-writer lock while it runs."""
+    """Applies one ingest run to an index (a directory, or a PostgreSQL schema); holds the single-writer lock while
+    it runs."""
 
-    def __init__(self, index_dir: Path, config: IngestConfig, embedder: Embedder | None = None,
+    def __init__(self, index_dir: IndexTarget | str, config: IngestConfig, embedder: Embedder | None = None,
                  progress: Progress | None = None, lock_timeout: float = 0.0) -> None:
-        self.index_dir = Path(index_dir)
+        self.target: IndexTarget = index_dir if isinstance(index_dir, PostgresTarget) else Path(index_dir)
         self.config = config
         self._embedder = embedder
         self._chunker: Chunker | None = None
         self._tokenizer_cache: tuple[Any, int] | None = None
         self._index_encoder: Encoder | None = None  # the encoder the index's vectors were made with
         self._progress = progress or (lambda stage, done, total: None)
-        self._lock = FileLock(str(self.index_dir / LOCK_FILE))
         self._lock_timeout = lock_timeout
 
     @property
@@ -123,40 +124,28 @@ class Ingestor:
             tags: tuple[str, ...] = (), remove: list[str] | None = None) -> IngestReport:
         if tenant is not None and not TENANT_NAME.match(tenant):
             raise IngestError(f"bad tenant name {tenant!r}: use {TENANT_RULE}")
-        make_private_dir(self.index_dir)
+        writer = open_writer(self.target, self._lock_timeout)  # IndexLockedError while another run writes
         try:
-            self._lock.acquire(timeout=self._lock_timeout)
-        except Timeout as e:
-            raise IndexLockedError(
-                f"index {self.index_dir} is being written by another ingest; wait for it to finish and retry"
-            ) from e
-        try:
-            coll = Collection(self.index_dir, readonly=False)
-            try:
-                return self._run(coll, paths, prune, tenant, tags, remove or [])
-            finally:
-                coll.close()
+            return self._run(writer, paths, prune, tenant, tags, remove or [])
         finally:
-            self._lock.release()
+            writer.close()
 
-    def _run(self, coll: Collection, paths: list[Path], prune: bool, tenant: str | None,
+    def _run(self, coll: IndexWriter, paths: list[Path], prune: bool, tenant: str | None,
              tags: tuple[str, ...], remove: list[str]) -> IngestReport:
         t0 = time.perf_counter()
         coll.check_compatible(self.config)
         self._index_encoder = coll.manifest.encoder if coll.manifest else None
         if self._embedder is not None and coll.manifest is not None:  # a handed-in embedder must match the index
             coll.check_embedder(self._embedder.model_id, self._embedder.dim, self._embedder)
-        coll.remove_stale_files()  # files of a generation that a crash left uncommitted
-        coll.repair_manifest_file()  # a crash just after a commit leaves manifest.json one generation behind
-        store = coll.store
+        coll.prepare()  # what a crashed run left (embedded: stale FAISS files, a manifest.json behind)
         self._progress("scan", 0, 1)
         files, skipped = scan(paths, self.config.extensions)
         self._progress("scan", 1, 1)
-        known = {d.source: d for d in store.documents(tenant)}  # a document is (tenant, source)
-        rep = IngestReport(index=str(self.index_dir), skipped=skipped)
+        known = {d.source: d for d in coll.documents(tenant)}  # a document is (tenant, source)
+        rep = IngestReport(index=coll.location, skipped=skipped)
         loaded: dict[int, tuple[Found, Document, list[Chunk]]] = {}
         tag_changes: list[str] = []
-        vectors = _VectorCache(store, lambda texts: self.embedder.embed(texts), self._progress)
+        vectors = _VectorCache(coll, lambda texts: self.embedder.embed(texts), self._progress)
         self._progress("load", 0, len(files))
         with LoaderPool(self._worker_settings, self.config.load_workers, self.config.load_timeout_s) as pool:
             for done, result in enumerate(pool.map(self._prepare(files, known, tenant, tags)), start=1):
@@ -237,51 +226,28 @@ class Ingestor:
                 continue
             yield LoadTask(key, f.source, f.path.name, data, tenant, tags)
 
-    def _commit(self, coll: Collection, pending: list[tuple[Found, Document, list[Chunk]]], rep: IngestReport,
+    def _commit(self, coll: IndexWriter, pending: list[tuple[Found, Document, list[Chunk]]], rep: IngestReport,
                 tenant: str | None, tags: tuple[str, ...], tag_changes: list[str]) -> None:
-        store = coll.store
         dim = coll.manifest.dim if coll.manifest else self.embedder.dim
-        vectors = coll.vectors if coll.vectors is not None else empty_vectors(dim, self.config)
         self._progress("commit", 0, 1)
-        store.db.execute("BEGIN IMMEDIATE")
-        try:
-            removed_ids: list[int] = []
+        removed_ids: list[int] = []
+        added_ids: list[int] = []
+        with coll.changes(self.config, self._embedder, dim) as tx:  # one transaction: the next generation
             for src in [*rep.removed, *(d.source for _, d, _ in pending if d.source in rep.updated)]:
-                removed_ids.extend(store.delete_document(src, tenant))
-            added_ids: list[int] = []
+                removed_ids.extend(tx.delete_document(src, tenant))
             for f, doc, chunks in pending:
-                added_ids.extend(store.add_document(doc, str(f.path), str(f.root), chunks, tenant, tags))
+                added_ids.extend(tx.add_document(doc, str(f.path), str(f.root), chunks, tenant, tags))
             for src in tag_changes:
-                store.set_tags(src, tenant, tags)
-            new_vecs = store.vectors_for_chunks(added_ids, dim)
-            if vectors.supports_remove:
-                vectors.remove(np.asarray(removed_ids, dtype=np.int64))
-                vectors.add(np.asarray(added_ids, dtype=np.int64), new_vecs)
-            else:
-                ids, all_vecs = store.all_chunk_vectors(dim)
-                vectors.rebuild(ids, all_vecs)
-            if rep.removed or removed_ids:  # vectors of replaced texts too, or the store grows with every edit
-                store.prune_vectors()
-            m = coll.manifest
-            manifest = Manifest(
-                embedding_model=self.config.embedding.model, dim=dim, chunk_size=self.config.chunk_size,
-                chunk_overlap=self.config.chunk_overlap, index_type=self.config.index_type,
-                created=m.created if m else 0.0, documents=store.count("documents"), chunks=store.count("chunks"),
-                **encoder_fields(self._embedder, m),
-            )
-            coll.commit_generation(vectors, manifest)
-        except BaseException:
-            store.db.rollback()
-            raise
+                tx.set_tags(src, tenant, tags)
         rep.chunks_added = len(added_ids)
         rep.chunks_removed = len(removed_ids)
         self._progress("commit", 1, 1)
 
-    def _finish(self, rep: IngestReport, coll: Collection, t0: float, t_embed: float = 0.0) -> IngestReport:
+    def _finish(self, rep: IngestReport, coll: IndexWriter, t0: float, t_embed: float = 0.0) -> IngestReport:
         rep.seconds = time.perf_counter() - t0
         rep.embed_seconds = t_embed
-        rep.chunks_total = coll.store.count("chunks")
-        rep.documents_total = coll.store.count("documents")
+        rep.chunks_total = coll.count("chunks")
+        rep.documents_total = coll.count("documents")
         rep.generation = coll.generation
         return rep
 
@@ -290,7 +256,7 @@ class _VectorCache:
     """Embeds chunk texts that have no stored vector, a batch at a time as parsed files arrive; each batch is
     committed at once, so a crash keeps what was embedded."""
 
-    def __init__(self, store: Store, embed: Callable[[list[str]], np.ndarray], progress: Progress) -> None:
+    def __init__(self, store: IndexWriter, embed: Callable[[list[str]], np.ndarray], progress: Progress) -> None:
         self._store, self._embed, self._progress = store, embed, progress
         self._seen: set[str] = set()
         self._todo: dict[str, str] = {}
@@ -318,8 +284,7 @@ class _VectorCache:
         t = time.perf_counter()
         vecs = self._embed([text for _, text in batch])
         self.seconds += time.perf_counter() - t
-        with self._store.transaction():
-            self._store.put_vectors([h for h, _ in batch], vecs)
+        self._store.put_vectors([h for h, _ in batch], vecs)  # committed at once
         for h, _ in batch:
             del self._todo[h]
         self.embedded += len(batch)
@@ -327,10 +292,11 @@ class _VectorCache:
 
 
 
-def ingest_paths(paths: list[Path], index_dir: Path, config: IngestConfig, *, prune: bool = False,
+def ingest_paths(paths: list[Path], index_dir: IndexTarget | str, config: IngestConfig, *, prune: bool = False,
                  tenant: str | None = None, tags: tuple[str, ...] = (), embedder: Embedder | None = None,
                  progress: Progress | None = None, remove: list[str] | None = None) -> IngestReport:
-    """Ingest files and folders into the index at `index_dir` (created if needed)."""
+    """Ingest files and folders into the index at `index_dir` (a directory, created if needed, or a
+    PostgresTarget)."""
     return Ingestor(index_dir, config, embedder=embedder, progress=progress).run(
         paths, prune=prune, tenant=tenant, tags=tags, remove=remove)
 

@@ -1,4 +1,5 @@
-"""Retrieval: dense (FAISS), keyword (SQLite FTS5 BM25) and their fusion, with filters applied inside."""
+"""Retrieval: dense (FAISS or pgvector), keyword (SQLite FTS5 BM25 or PostgreSQL full-text search) and their fusion,
+with filters applied inside, over any index backend (ingest.backend)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.collection import Collection
+from ingest.backend import IndexBackend, IndexView
 from ingest.config import ConfigError
 from ingest.embedding import Embedder
-from ingest.store import ChunkFilter, Store
+from ingest.store import ChunkFilter
 from rag.config import MODES, RetrievalConfig
 from rag.records import Evidence, Hit
 from rag.text import content_words, word_support
@@ -61,7 +62,7 @@ class _Postings:
         self._counts: dict[tuple[int, str, int], int] = {}
         self._size = size
 
-    def get(self, store: Store, generation: int, term: str, cap: int | None = None) -> int:
+    def get(self, store: IndexView, generation: int, term: str, cap: int | None = None) -> int:
         cap = cap or POSTING_BUDGET
         key = (generation, term, cap)
         n = self._counts.get(key)
@@ -73,7 +74,7 @@ class _Postings:
         return n
 
 
-def keyword_match(question: str, store: Store, chunks: int, generation: int, postings: _Postings) -> str:
+def keyword_match(question: str, store: IndexView, chunks: int, generation: int, postings: _Postings) -> str:
     """The FTS5 query for a question: every content word, or only the rarer ones on a large index."""
     terms = fts_terms(question)
     if len(terms) > 1 and chunks > POSTING_BUDGET:
@@ -98,9 +99,9 @@ class RetrievalResult:
 
 
 class Retriever:
-    """Dense, keyword or hybrid search over one collection."""
+    """Dense, keyword or hybrid search over one index (either backend)."""
 
-    def __init__(self, collection: Collection, embedder: Embedder, config: RetrievalConfig) -> None:
+    def __init__(self, collection: IndexBackend, embedder: Embedder, config: RetrievalConfig) -> None:
         self.collection = collection
         self.embedder = embedder
         self.config = config
@@ -120,20 +121,19 @@ class Retriever:
         n = max(k, cfg.candidates)
         # Dense scores also feed the refusal evidence, so they are computed in every mode.
         qvec = self.embedder.embed([query])
-        store = self.collection.store
         keyword: list[tuple[int, float]] = []
+        if flt.tenants == ():  # no tenant at all: nothing to read
+            return RetrievalResult([], Evidence(0.0, 0.0, False))
         # One read snapshot from the filter to the text: a writer committing meanwhile (a tenant's document
         # deleted, another's added) cannot change which rows the ids name; the text fetch re-applies the filter.
-        with store.snapshot():
-            self.collection.refresh()
-            allowed = None if flt.empty else store.chunk_ids_where(flt)
-            if allowed is not None and len(allowed) == 0:
-                return RetrievalResult([], Evidence(0.0, 0.0, False))
-            dense = self._dense(qvec, n, allowed)
+        with self.collection.snapshot(flt.tenants) as store:
+            dense = store.dense_search(qvec, n, flt)  # the filter inside the search, never after its top-n cut
             if mode in ("keyword", "hybrid"):
-                m = self.collection.manifest
-                match = keyword_match(query, store, m.chunks if m else 0, self.collection.generation, self._postings)
+                m = store.manifest
+                match = keyword_match(query, store, m.chunks if m else 0, store.generation, self._postings)
                 keyword = store.keyword_search(match, n, flt) if match else []
+            if not dense and not keyword and not flt.empty:  # the filter admits nothing
+                return RetrievalResult([], Evidence(0.0, 0.0, False))
             if mode == "dense":
                 ranked = [(cid, s) for cid, s in dense]
             elif mode == "keyword":
@@ -141,7 +141,7 @@ class Retriever:
             else:
                 ranked = self._fuse(dense, keyword)
             if cfg.mmr_lambda < 1.0 and len(ranked) > 1:
-                ranked = self._mmr(qvec[0], ranked, k)
+                ranked = self._mmr(store, qvec[0], ranked, k)
             ranked = ranked[:k]
             chunks = store.chunks((cid for cid, _ in ranked), flt)
         d_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
@@ -162,13 +162,6 @@ class Retriever:
         )
         return RetrievalResult(hits, evidence)
 
-    def _dense(self, qvec: np.ndarray, n: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        vectors = self.collection.vectors
-        if vectors is None or vectors.ntotal == 0:
-            return []
-        scores, ids = vectors.search(qvec, n, allowed=allowed)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-
     def _fuse(self, dense: list[tuple[int, float]], keyword: list[tuple[int, float]]) -> list[tuple[int, float]]:
         cfg = self.config
         fused: dict[int, float] = {}
@@ -186,13 +179,14 @@ class Retriever:
                     fused[cid] = fused.get(cid, 0.0) + weight * (s - lo) / span
         return sorted(fused.items(), key=lambda kv: -kv[1])
 
-    def _mmr(self, qvec: np.ndarray, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+    def _mmr(self, store: IndexView, qvec: np.ndarray, ranked: list[tuple[int, float]],
+             k: int) -> list[tuple[int, float]]:
         """Maximal marginal relevance over the fused candidates, by their stored vectors."""
         lam = self.config.mmr_lambda
         pool = ranked[: max(k * 3, k)]
         ids = [cid for cid, _ in pool]
-        dim = self.collection.manifest.dim if self.collection.manifest else len(qvec)
-        vecs = self.collection.store.vectors_for_chunks(ids, dim)
+        dim = store.manifest.dim if store.manifest else len(qvec)
+        vecs = store.vectors_for_chunks(ids, dim)
         rel = vecs @ qvec
         chosen: list[int] = []
         left = list(range(len(ids)))
