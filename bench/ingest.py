@@ -119,7 +119,10 @@ def _run_json(argv: list[str]) -> tuple[float, dict[str, Any]]:
     import json
     import subprocess
 
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # A long parse limit: on a loaded machine a PDF whose blank pages go to OCR can pass the default 60 s, and a
+    # file that fails would make the run look fast. Failed files are reported per round anyway.
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "RAG_INGEST__LOAD_TIMEOUT_S": "1800"}
     t = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - t
@@ -143,6 +146,8 @@ def versus_langchain(paths: list[Path], rounds: int) -> int:
                 index = Path(tmp) / f"rag-{r}"
                 wall, rep = _run_json([*rag_cli, str(path), "--index", str(index)])
                 rag_s.append(wall)
+                if rep.get("failed"):
+                    print(f"  round {r + 1}: rag FAILED files (the round does not count as a comparison): {rep['failed']}")
                 lc_wall, lc = _run_json([*baseline, str(path), "--out", str(Path(tmp) / f"lc-{r}")])
                 lc_s.append(lc_wall)
                 print(f"  round {r + 1}: rag {wall:.1f} s ({rep['chunks_added']} chunks, {rep['chunks_embedded']} embedded, "
