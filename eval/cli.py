@@ -30,6 +30,12 @@ def _echo_detection(report: Any) -> None:
     for name, s in report.detectors.items():
         cells = "".join(f"{_f(p.precision):>7} {_f(p.recall):>7} {_f(p.f1):>7}  " for p in (s.sentence, s.answer))
         click.echo(f"{name:<26}{cells}{s.failures}")
+    click.echo("dropping the flagged sentences (human labels): hallucinated answers / answers still given")
+    for name, s in report.detectors.items():
+        f = s.filtering
+        click.echo(f"{name:<26}{f.hallucinated_before}/{f.given_before} ({_f(f.to_dict()['rate_before'])}) -> "
+                   f"{f.hallucinated_after}/{f.given_after} ({_f(f.to_dict()['rate_after'])}); "
+                   f"correct answers lost {f.correct_lost}")
 
 
 def _echo_metrics(m: Any, files: dict[str, Path]) -> None:

@@ -57,17 +57,59 @@ class PRF:
 
 
 @dataclass(frozen=True)
+class Filtering:
+    """What dropping the flagged sentences does to the labelled answers, by the human labels.
+
+    An answer is given when it has a sentence left (otherwise the answer path refuses it); a given answer is
+    hallucinated when a sentence left is labelled unsupported, or when its question is unanswerable (any answer
+    to it is made up). `before` counts the answers as the model wrote them, `after` what the user would see.
+    """
+
+    given_before: int = 0
+    hallucinated_before: int = 0
+    given_after: int = 0
+    hallucinated_after: int = 0
+    correct_lost: int = 0  # answers labelled correct that dropping sentences turned into refusals
+
+    def add(self, item: LabelledItem, flags: Sequence[bool]) -> Filtering:
+        answerable = bool(item.extra.get("answerable", True))
+        kept = [s for s, f in zip(item.sentences, flags, strict=True) if not f]
+        given_b, given_a = bool(item.sentences), bool(kept)
+        return Filtering(
+            self.given_before + given_b,
+            self.hallucinated_before + (given_b and (item.unsupported or not answerable)),
+            self.given_after + given_a,
+            self.hallucinated_after + (given_a and (any(s.unsupported for s in kept) or not answerable)),
+            self.correct_lost + (item.answer_label == "correct" and given_b and not given_a))
+
+    def to_dict(self) -> dict[str, Any]:
+        def rate(num: int, den: int) -> float | None:
+            return round(num / den, 6) if den else None
+
+        return {**asdict(self), "rate_before": rate(self.hallucinated_before, self.given_before),
+                "rate_after": rate(self.hallucinated_after, self.given_after)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Filtering:
+        return cls(*(d.get(k, 0) for k in ("given_before", "hallucinated_before", "given_after",
+                                            "hallucinated_after", "correct_lost")))
+
+
+@dataclass(frozen=True)
 class DetectorScore:
     sentence: PRF
     answer: PRF
     failures: int = 0  # items whose check raised (counted against the detector)
+    filtering: Filtering = field(default_factory=Filtering)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sentence": self.sentence.to_dict(), "answer": self.answer.to_dict(), "failures": self.failures}
+        return {"sentence": self.sentence.to_dict(), "answer": self.answer.to_dict(), "failures": self.failures,
+                "filtering": self.filtering.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DetectorScore:
-        return cls(PRF.from_dict(d["sentence"]), PRF.from_dict(d["answer"]), d.get("failures", 0))
+        return cls(PRF.from_dict(d["sentence"]), PRF.from_dict(d["answer"]), d.get("failures", 0),
+                   Filtering.from_dict(d.get("filtering", {})))
 
 
 @dataclass(frozen=True)
@@ -105,7 +147,7 @@ def baseline_detector(rule: Baseline) -> Detector:
 def score_detector(items: Sequence[LabelledItem], detector: Detector, name: str = "detector",
                    progress: Progress | None = None) -> DetectorScore:
     """Sentence- and answer-level figures of one detector on the items."""
-    sent, ans, failures = PRF(), PRF(), 0
+    sent, ans, failures, filtering = PRF(), PRF(), 0, Filtering()
     for done, item in enumerate(items, start=1):
         try:
             flags = list(detector(item))
@@ -120,9 +162,10 @@ def score_detector(items: Sequence[LabelledItem], detector: Detector, name: str 
         for s, flagged in zip(item.sentences, flags, strict=True):
             sent = sent.add(s.unsupported, bool(flagged))
         ans = ans.add(item.unsupported, answer_flag)
+        filtering = filtering.add(item, [bool(f) for f in flags])
         if progress:
             progress(done, len(items))
-    return DetectorScore(sent, ans, failures)
+    return DetectorScore(sent, ans, failures, filtering)
 
 
 def score_detectors(items: Sequence[LabelledItem], detectors: Mapping[str, Detector], *, file: str = "",

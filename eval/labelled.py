@@ -46,6 +46,7 @@ class LabelledItem:
     sentences: tuple[LabelledSentence, ...]
     answer_label: str = ""  # "" when the line gives none
     extra: Mapping[str, Any] = field(default_factory=dict)
+    refusal_sentences: int = 0  # sentences labelled "refusal": they decline, and are left out of `sentences`
 
     @property
     def unsupported(self) -> bool:
@@ -95,9 +96,9 @@ def parse_item(d: Any, where: str) -> LabelledItem:
     parsed = [(_sentence(s, where, len(d["contexts"])), s["label"]) for s in d["sentences"]]
     # A sentence that declines to answer states nothing about the documents: it is not a case for a detector.
     sentences = tuple(s for s, lab in parsed if lab != "refusal")
-    extra = {k: v for k, v in d.items() if k not in ITEM_KEYS}
-    extra["refusal_sentences"] = sum(lab == "refusal" for _, lab in parsed)
-    return LabelledItem(d["id"], d["question"], tuple(d["contexts"]), d["answer"], sentences, label, extra)
+    return LabelledItem(d["id"], d["question"], tuple(d["contexts"]), d["answer"], sentences, label,
+                        {k: v for k, v in d.items() if k not in ITEM_KEYS},
+                        refusal_sentences=sum(lab == "refusal" for _, lab in parsed))
 
 
 def load_items(path: str | Path, split: str | None = None) -> list[LabelledItem]:

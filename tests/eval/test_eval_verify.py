@@ -146,3 +146,25 @@ def test_rag_verify_with_the_configured_checker(tmp_path: Path, rag_cli) -> None
     assert sum(checker["answer"][k] for k in ("tp", "fp", "fn", "tn")) == 7
     for name, expected in EXPECTED.items():  # the baselines are computed on the same items
         assert {k: out["detectors"][name][k] for k in ("sentence", "answer")} == expected
+
+
+def test_filtering_counts_what_the_user_would_see_by_the_human_labels() -> None:
+    """Dropping flagged sentences: an answer with nothing left is refused; one keeping an unsupported sentence, or
+    answering an unanswerable question, is still hallucinated. Refusal sentences are not scored."""
+    from eval.detection import Filtering
+    from eval.labelled import parse_item
+
+    def item(labels: list[str], answerable: bool = True, answer_label: str = "partial") -> object:
+        return parse_item({"id": "x", "question": "q", "contexts": ["c"], "answer": "a", "answerable": answerable,
+                           "answer_label": answer_label,
+                           "sentences": [{"text": f"s{i}", "cited": [1], "label": lab} for i, lab in enumerate(labels)]},
+                          "test")
+
+    mixed = item(["supported", "unsupported", "refusal"])
+    assert len(mixed.sentences) == 2 and mixed.refusal_sentences == 1
+    f = Filtering().add(mixed, [False, True])  # the unsupported one is caught: the answer is clean
+    f = f.add(item(["supported", "unsupported"]), [False, False])  # missed: still hallucinated
+    f = f.add(item(["supported"], answerable=False), [False])  # an answer to an unanswerable question
+    f = f.add(item(["supported"], answer_label="correct"), [True])  # a false alarm turns a correct answer away
+    assert (f.given_before, f.hallucinated_before, f.given_after, f.hallucinated_after, f.correct_lost) == (4, 3, 3, 2, 1)
+    assert f.to_dict()["rate_before"] == 0.75 and f.to_dict()["rate_after"] == round(2 / 3, 6)
