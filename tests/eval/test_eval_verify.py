@@ -122,7 +122,7 @@ def test_rag_verify_baselines_end_to_end(tmp_path: Path, rag_cli) -> None:
     end = next(i for i, line in enumerate(lines) if line.startswith("dropping the flagged"))
     rows = {line[:26].strip(): line[26:].split() for line in lines[3:end]}
     after = {line[:26].strip(): line[26:] for line in lines[end + 1:]}
-    assert after["flag-everything"].split()[2].startswith("0/0")  # everything dropped: nothing left to hallucinate
+    assert after["flag-everything"].split()[3].startswith("0/0")  # everything dropped: nothing left to hallucinate
     assert rows["ten-line rule"] == ["0.000", "0.000", "0.000", "1.000", "1.000", "1.000", "0"]  # i4's miss and FP
     assert rows["flag-everything"] == ["0.250", "1.000", "0.400", "0.333", "1.000", "0.500", "0"]
 
