@@ -118,7 +118,8 @@ def llm_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", default=None, help="Model name (local: bundled name or .gguf path; openai: model id)."),
         click.option("--base-url", default=None, help="OpenAI-compatible server URL (implies --llm openai)."),
         click.option("--filter", "filters", multiple=True, help="KEY=VALUE retrieval filter; repeatable."),
-        click.option("--verify", is_flag=True, default=None, help="Check each sentence against its cited passages."),
+        click.option("--verify/--no-verify", default=None,
+                     help="Check each sentence against the block it cites before showing it (default: answer.verify, on)."),
     ]):
         f = opt(f)
     return f
