@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 from ingest.config import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and the stores are not imported by `rag.config`, which reads the [index] table here
+    import numpy as np
+
     from ingest.collection import Manifest
     from ingest.config import IngestConfig
     from ingest.records import Chunk, Document

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.collection import Collection
+from ingest.backend import IndexBackend, IndexTarget, PostgresTarget, open_index
 from ingest.embedding import Embedder
 from ingest.store import ChunkFilter, StoredDocument
 from rag import factory
@@ -52,40 +52,57 @@ class Stats:
         return not self.problems
 
 
-def ingest(paths: Sequence[str | Path], index_dir: str | Path | None = None, config: Config | None = None, *,
+def target_of(index_dir: str | Path | PostgresTarget | None, config: Config) -> IndexTarget:
+    """The index a call names: a PostgresTarget as given; with index.backend = "postgres" the configured schema (a
+    directory given then only locates the server's uploads); else the directory given, or index.dir."""
+    if isinstance(index_dir, PostgresTarget):
+        return index_dir
+    if config.index.backend == "postgres":
+        return config.index.target
+    return Path(index_dir) if index_dir else config.index_dir
+
+
+def ingest(paths: Sequence[str | Path], index_dir: str | Path | PostgresTarget | None = None,
+           config: Config | None = None, *,
            prune: bool = False, tenant: str | None = None, tags: Sequence[str] = (),
            progress: Progress | None = None, embedder: Embedder | None = None,
-           remove: Sequence[str] = ()) -> IngestReport:
+           remove: Sequence[str] = (), lock_timeout: float = 0.0) -> IngestReport:
     """Ingest files and folders into an index (created if needed); returns what was done.
 
-    `remove` names documents (sources of `tenant`) to delete in the same run.
+    `remove` names documents (sources of `tenant`) to delete in the same run; `lock_timeout` is how long to wait
+    for another writer (else IndexLockedError at once).
     """
     config = config or Config()
-    target = Path(index_dir) if index_dir else config.index_dir
+    target = target_of(index_dir, config)
     from ingest.pipeline import ingest_paths
 
     return ingest_paths([Path(p) for p in paths], target, config.ingest, prune=prune, tenant=tenant,
-                        tags=tuple(tags), progress=progress, embedder=embedder, remove=list(remove))
+                        tags=tuple(tags), progress=progress, embedder=embedder, remove=list(remove),
+                        lock_timeout=lock_timeout)
 
 
-def stats(index_dir: str | Path | None = None, config: Config | None = None) -> Stats:
+def stats(index_dir: str | Path | PostgresTarget | None = None, config: Config | None = None) -> Stats:
     """Counts, model, size on disk and a consistency check of an index."""
     config = config or Config()
-    target = Path(index_dir) if index_dir else config.index_dir
-    from ingest.pipeline import repair as repair_index
+    target = target_of(index_dir, config)
+    repaired: list[str] = []
+    if isinstance(target, Path):
+        from ingest.pipeline import repair as repair_index
 
-    repaired = repair_index(target)  # e.g. manifest.json a generation behind; skipped while an ingest runs
-    coll = Collection(target)
+        repaired = repair_index(target)  # e.g. manifest.json a generation behind; skipped while an ingest runs
+    index = open_index(target)
     try:
-        m = coll.manifest
+        with index.snapshot() as view:
+            documents, chunks = view.count("documents"), view.count("chunks")
+        m = index.manifest
         return Stats(
-            index=str(coll.directory), documents=coll.store.count("documents"), chunks=coll.store.count("chunks"),
+            index=index.location, documents=documents, chunks=chunks,
             embedding_model=m.embedding_model if m else "", dim=m.dim if m else 0,
-            index_type=m.index_type if m else "", generation=coll.generation, size_bytes=coll.size_on_disk(),
-            schema_version=coll.store.schema_version, problems=coll.consistency(), repaired=repaired,
+            index_type=m.index_type if m else "", generation=index.generation, size_bytes=index.size_bytes(),
+            schema_version=index.schema_version, problems=index.consistency(), repaired=repaired,
         )
     finally:
-        coll.close()
+        index.close()
 
 
 def _filter(filters: Sequence[str] | ChunkFilter | None, tenants: tuple[str, ...] | None) -> ChunkFilter:
@@ -97,7 +114,7 @@ def _filter(filters: Sequence[str] | ChunkFilter | None, tenants: tuple[str, ...
 class RAG:
     """An open index ready to retrieve and answer: `rag.open(dir).ask("question")`. Thread-safe."""
 
-    def __init__(self, config: Config, collection: Collection, embedder: Embedder, llm: LLM | None = None) -> None:
+    def __init__(self, config: Config, collection: IndexBackend, embedder: Embedder, llm: LLM | None = None) -> None:
         self.config = config
         self.collection = collection
         self.embedder = embedder
@@ -147,16 +164,21 @@ class RAG:
         return self._answerer_for(llm).stream(question, history or (), filters=_filter(filters, tenants), **kw)
 
     def ingest(self, paths: Sequence[str | Path], *, tenant: str | None = None, tags: Sequence[str] = (),
-               remove: Sequence[str] = (), prune: bool = False, progress: Progress | None = None) -> IngestReport:
+               remove: Sequence[str] = (), prune: bool = False, progress: Progress | None = None,
+               lock_timeout: float = 0.0) -> IngestReport:
         """Ingest into this index with this pipeline's embedder; readers see the new generation when it commits."""
         return ingest(paths, self.config.index_dir, self.config, tenant=tenant, tags=tags, remove=remove,
-                      prune=prune, progress=progress, embedder=self.embedder)
+                      prune=prune, progress=progress, embedder=self.embedder, lock_timeout=lock_timeout)
 
     def document(self, source: str, tenant: str | None) -> StoredDocument | None:
         """The indexed document `source` of `tenant` (None: documents ingested without a tenant), or None."""
-        store = self.collection.store
-        with store.snapshot():
-            return store.document(source, tenant)
+        with self.collection.snapshot() as view:
+            return view.document(source, tenant)
+
+    def documents(self) -> list[StoredDocument]:
+        """Every indexed document, in one read snapshot."""
+        with self.collection.snapshot() as view:
+            return view.documents()
 
     @property
     def llm(self) -> LLM:
@@ -184,11 +206,15 @@ class RAG:
         return Answerer(self.retriever, llm, self.config.answer, checker)
 
 
-def open_pipeline(index_dir: str | Path | None = None, config: Config | None = None, *,
+def open_pipeline(index_dir: str | Path | PostgresTarget | None = None, config: Config | None = None, *,
                   embedder: Embedder | None = None, llm: LLM | None = None) -> RAG:
-    """Open an index for retrieval and answering (the embedder now, the LLM on first use)."""
+    """Open an index for retrieval and answering (the embedder now, the LLM on first use). `index_dir` is a
+    directory, or a PostgresTarget (the postgres backend)."""
     config = config or Config()
-    if index_dir is not None:
+    if isinstance(index_dir, PostgresTarget):
+        config = config.with_overrides(**{"index.backend": "postgres", "index.dsn_env": index_dir.dsn_env,
+                                          "index.pg_schema": index_dir.schema})
+    elif index_dir is not None:
         config = config.with_overrides(index_dir=index_dir)
     collection = factory.open_collection(config)
     return RAG(config, collection, embedder or factory.build_embedder(config, collection), llm=llm)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.backend import IndexTarget, target_for
 from ingest.config import ConfigError, IngestConfig, Settings, validated
 
 MODES = ("dense", "keyword", "hybrid")
@@ -26,7 +27,23 @@ TABLES = ("index", "embedding", "ingest", "retrieval", "answer", "llm", "server"
 
 
 class IndexConfig(Settings):
+    # embedded: FAISS + SQLite in `dir`. postgres: PostgreSQL with pgvector, its connection string in the environment
+    # variable named by `dsn_env` (never in this file), its tables in schema `pg_schema`; `dir` then holds only
+    # the server's uploads.
     dir: Path = Path(".rag/index")
+    backend: Literal["embedded", "postgres"] = "embedded"
+    dsn_env: str = "RAG_PG_DSN"
+    pg_schema: str = "rag"
+
+    @model_validator(mode="after")
+    def _target_names(self) -> IndexConfig:
+        self.target  # noqa: B018 - checks the schema and variable names (not the variable, read when connecting)
+        return self
+
+    @property
+    def target(self) -> IndexTarget:
+        """The index itself: its directory (embedded) or its PostgreSQL schema."""
+        return target_for(self.backend, self.dir, self.dsn_env, self.pg_schema)
 
 
 class RetrievalConfig(Settings):

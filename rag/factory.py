@@ -1,4 +1,5 @@
-"""The one place that builds real clients from a Config: embedder, LLM backends, claim checker, the index.
+"""The one place that builds real clients from a Config: embedder, LLM backends, claim checker, the index (either
+backend) and what a server shares with its replicas (access control, rate limits, upload jobs).
 
 Everything else receives what it uses; nothing else opens a model, a network client or an index by itself.
 """
@@ -10,13 +11,16 @@ from typing import TYPE_CHECKING, Any
 from rag.config import Config
 
 if TYPE_CHECKING:
-    from ingest.collection import Collection
+    from pathlib import Path
+
+    from ingest.backend import IndexBackend
     from ingest.embedding import Embedder
+    from rag.access import AccessStore, RateLimiter
     from rag.llm.base import LLM
     from rag.verify import ClaimChecker
 
 
-def build_embedder(config: Config, collection: Collection | None = None) -> Embedder:
+def build_embedder(config: Config, collection: IndexBackend | None = None) -> Embedder:
     """The configured embedding model (loaded now; the bundled MiniLM by default); given the index it will query,
     an encoder of the same family as the one that built it (embedding.backend = "auto" follows the index)."""
     from ingest.embedding import open_embedder
@@ -46,7 +50,31 @@ def build_checker(config: Config, embedder: Any, judge: Any = None) -> ClaimChec
     return ClaimChecker(embedder=embedder, judge=judge_of(judge), min_entailment=config.answer.min_entailment)
 
 
-def open_collection(config: Config, readonly: bool = True) -> Collection:
-    from ingest.collection import Collection
+def open_collection(config: Config, readonly: bool = True) -> IndexBackend:
+    """The configured index: an index directory (embedded) or a PostgreSQL schema (index.backend = "postgres")."""
+    from ingest.backend import open_index
 
-    return Collection(config.index_dir, readonly=readonly)
+    return open_index(config.index.target, readonly=readonly)
+
+
+def open_access(config: Config, index_dir: Path | None = None) -> AccessStore:
+    """API keys and the audit log: in the index directory's SQLite file (`index_dir` overrides index.dir), or in
+    PostgreSQL beside a postgres index, where every server replica shares them."""
+    if config.index.backend == "postgres":
+        from rag.access.postgres import PgAccessStore
+
+        return PgAccessStore(config.index.target)  # type: ignore[arg-type, return-value]
+    from rag.access import AccessStore
+
+    return AccessStore(index_dir or config.index_dir)
+
+
+def open_limiter(config: Config, per_minute: int, scope: str) -> RateLimiter:
+    """A per-minute rate limit: in this process (embedded), or counted across every replica (postgres)."""
+    if config.index.backend == "postgres":
+        from rag.access.postgres import PgRateLimiter
+
+        return PgRateLimiter(config.index.target, per_minute, scope)  # type: ignore[arg-type, return-value]
+    from rag.access import RateLimiter
+
+    return RateLimiter(per_minute)

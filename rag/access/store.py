@@ -54,20 +54,13 @@ class AccessStore:
     # --- keys -----------------------------------------------------------------------------------
     def create_key(self, name: str, role: str, tenants: list[str] | tuple[str, ...]) -> NewKey:
         """A new key; its plaintext token is returned once and only its SHA-256 is stored."""
-        if role not in ROLES:
-            raise AccessError(f"unknown role {role!r}; valid roles are: {', '.join(ROLES)}")
-        if not name.strip():
-            raise AccessError("a key needs a --name")
-        if not tenants:
-            raise AccessError(f"a key needs at least one --tenant (or '{ALL_TENANTS}' for every tenant)")
-        clean = tuple(dict.fromkeys(t if t == ALL_TENANTS else check_tenant(t) for t in tenants))
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        key = ApiKey(id="key_" + secrets.token_hex(6), name=name.strip(), role=role, tenants=clean,
-                     created_at=time.time())
+        new = new_key(name, role, tenants)
+        key = new.key
         with self._lock, self._db:
             self._db.execute("INSERT INTO api_keys(id, name, key_hash, role, tenants, created_at) VALUES(?,?,?,?,?,?)",
-                             (key.id, key.name, hash_token(token), key.role, json.dumps(list(clean)), key.created_at))
-        return NewKey(key, token)
+                             (key.id, key.name, hash_token(new.token), key.role, json.dumps(list(key.tenants)),
+                              key.created_at))
+        return new
 
     def list_keys(self) -> list[ApiKey]:
         with self._lock:
@@ -102,10 +95,7 @@ class AccessStore:
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_loop, name="rag-audit", daemon=True)
                 self._writer.start()
-        row = (time.time(), _clean(key_id, 64), _clean(route, MAX_ROUTE) or "?", _clean(question, MAX_QUESTION),
-               json.dumps([_clean(s, MAX_ROUTE) for s in dict.fromkeys(sources)][:MAX_SOURCES]),
-               None if refused is None else int(refused), int(status))
-        self._queue.put(row)
+        self._queue.put(audit_row(route, key_id, status, question, sources, refused))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued audit row is written; False when that took longer than `timeout`."""
@@ -177,6 +167,28 @@ class AccessStore:
 MAX_ROUTE = 256
 MAX_QUESTION = 4000
 MAX_SOURCES = 50
+
+
+def new_key(name: str, role: str, tenants: list[str] | tuple[str, ...]) -> NewKey:
+    """A checked new key and its plaintext token (either store keeps only the token's SHA-256)."""
+    if role not in ROLES:
+        raise AccessError(f"unknown role {role!r}; valid roles are: {', '.join(ROLES)}")
+    if not name.strip():
+        raise AccessError("a key needs a --name")
+    if not tenants:
+        raise AccessError(f"a key needs at least one --tenant (or '{ALL_TENANTS}' for every tenant)")
+    clean = tuple(dict.fromkeys(t if t == ALL_TENANTS else check_tenant(t) for t in tenants))
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(id="key_" + secrets.token_hex(6), name=name.strip(), role=role, tenants=clean, created_at=time.time())
+    return NewKey(key, token)
+
+
+def audit_row(route: str, key_id: str | None, status: int, question: str | None,
+              sources: list[str] | tuple[str, ...], refused: bool | None) -> tuple[Any, ...]:
+    """(at, key_id, route, question, sources as JSON, refused as 0/1/None, status), storable and capped."""
+    return (time.time(), _clean(key_id, 64), _clean(route, MAX_ROUTE) or "?", _clean(question, MAX_QUESTION),
+            json.dumps([_clean(s, MAX_ROUTE) for s in dict.fromkeys(sources)][:MAX_SOURCES]),
+            None if refused is None else int(refused), int(status))
 
 
 def _clean(text: str | None, limit: int) -> str | None:

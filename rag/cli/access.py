@@ -18,7 +18,7 @@ from rag.cli.common import (
 
 @click.group()
 def keys() -> None:
-    """API keys of the HTTP server (stored hashed in the index)."""
+    """API keys of the HTTP server (stored hashed in the index; in PostgreSQL with index.backend = "postgres")."""
 
 
 @keys.command("create")
@@ -33,10 +33,10 @@ def keys() -> None:
 def keys_create(obj: Ctx, index_dir: Path | None, name: str, role: str, tenants: tuple[str, ...],
                 as_json: bool) -> None:
     """Create a key and print it once (only its hash is stored)."""
-    from rag.access import AccessStore
+    from rag.factory import open_access
 
     with errors(as_json):
-        store = AccessStore(index_dir or obj.config.index_dir)
+        store = open_access(obj.config, index_dir)
         new = store.create_key(name, role, list(tenants))
         store.close()
     if as_json:
@@ -55,10 +55,10 @@ def keys_list(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
     """The keys (never their secrets), revoked ones included."""
     import time
 
-    from rag.access import AccessStore
+    from rag.factory import open_access
 
     with errors(as_json):
-        store = AccessStore(index_dir or obj.config.index_dir)
+        store = open_access(obj.config, index_dir)
         found = store.list_keys()
         store.close()
     if as_json:
@@ -77,10 +77,10 @@ def keys_list(obj: Ctx, index_dir: Path | None, as_json: bool) -> None:
 @click.pass_obj
 def keys_revoke(obj: Ctx, key_id: str, index_dir: Path | None, as_json: bool) -> None:
     """Revoke a key at once (running servers refuse it from the next request)."""
-    from rag.access import AccessStore
+    from rag.factory import open_access
 
     with errors(as_json):
-        store = AccessStore(index_dir or obj.config.index_dir)
+        store = open_access(obj.config, index_dir)
         done = store.revoke(key_id)
         store.close()
     if not done:
@@ -100,10 +100,10 @@ def audit(obj: Ctx, index_dir: Path | None, limit: int, as_json: bool) -> None:
     """The server's audit log: who asked what, the sources cited, refusals and status, newest first."""
     import time
 
-    from rag.access import AccessStore
+    from rag.factory import open_access
 
     with errors(as_json):
-        store = AccessStore(index_dir or obj.config.index_dir)
+        store = open_access(obj.config, index_dir)
         rows = store.audit(limit)
         store.close()
     if as_json:

@@ -14,12 +14,12 @@ from rag.server.app import create_app
 def app_from_environment() -> Any:
     """An app for `uvicorn --factory rag.server:app_from_environment` (config: $RAG_CONFIG, ./config.toml,
     the user config file, then RAG_SECTION__KEY overrides). The pipeline stays open for the process's life."""
-    from rag.access import AccessStore
     from rag.api import open_pipeline
     from rag.config import find_config_file, load_config
+    from rag.factory import open_access
 
     config = load_config(find_config_file())
-    access = AccessStore(config.index_dir)
+    access = open_access(config)
     return create_app(open_pipeline(config=config), access)
 
 
@@ -27,10 +27,10 @@ def serve(config: Any, host: str | None = None, port: int | None = None) -> None
     """Open the index and serve it until interrupted (blocking)."""
     import uvicorn
 
-    from rag.access import AccessStore
     from rag.api import open_pipeline
+    from rag.factory import open_access
 
-    access = AccessStore(config.index_dir)  # creates an empty index store when there is none yet
+    access = open_access(config)  # embedded: creates an empty index store when there is none yet
     rag = open_pipeline(config=config)
     rag.llm  # noqa: B018 - load the LLM now, not on the first question
     try:

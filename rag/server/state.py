@@ -10,9 +10,11 @@ from typing import Any
 
 from fastapi import Request
 
+from rag import factory
 from rag.access import AccessStore, RateLimiter
 from rag.api import RAG
 from rag.config import ServerConfig
+from rag.server.jobs import Jobs, MemoryJobs, PgJobs
 
 UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all" = no tenant)
 
@@ -21,12 +23,12 @@ UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all"
 class ServerState:
     rag: RAG
     access: AccessStore
-    limiter: RateLimiter  # requests per API key
+    limiter: RateLimiter  # requests per API key (counted across replicas on the postgres backend)
     auth_failures: RateLimiter  # failed authentications per client address
     answer_pool: ThreadPoolExecutor
     ingest_pool: ThreadPoolExecutor  # one writer at a time
     workers: int
-    jobs: dict[str, Any] = field(default_factory=dict)
+    jobs: Jobs = field(default_factory=MemoryJobs)  # upload jobs (in PostgreSQL on that backend: any replica sees them)
 
     @property
     def config(self) -> ServerConfig:
@@ -41,15 +43,21 @@ class ServerState:
         cfg = rag.config.server
         # Local and extractive answers are CPU-bound: more threads than cores only thrash; a remote LLM waits on I/O.
         workers = 32 if rag.config.answer.llm == "openai" else max(2, os.cpu_count() or 2)
-        return cls(rag=rag, access=access, limiter=RateLimiter(cfg.rate_limit_per_minute),
-                   auth_failures=RateLimiter(cfg.auth_failures_per_minute),
+        shared = rag.config.index.backend == "postgres"
+        return cls(rag=rag, access=access, limiter=factory.open_limiter(rag.config, cfg.rate_limit_per_minute, "key"),
+                   auth_failures=factory.open_limiter(rag.config, cfg.auth_failures_per_minute, "auth"),
                    answer_pool=ThreadPoolExecutor(workers, thread_name_prefix="rag-answer"),
-                   ingest_pool=ThreadPoolExecutor(1, thread_name_prefix="rag-ingest"), workers=workers)
+                   ingest_pool=ThreadPoolExecutor(1, thread_name_prefix="rag-ingest"), workers=workers,
+                   jobs=PgJobs(rag.config.index.target) if shared else MemoryJobs())
 
     def shutdown(self) -> None:
         self.answer_pool.shutdown(wait=False, cancel_futures=True)
         self.ingest_pool.shutdown(wait=True, cancel_futures=True)
         self.access.flush()
+        for shared in (self.limiter, self.auth_failures, self.jobs):
+            close = getattr(shared, "close", None)
+            if callable(close):
+                close()
 
 
 def state(request: Request) -> ServerState:

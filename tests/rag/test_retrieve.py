@@ -1,4 +1,4 @@
-"""Retrieval on real indexes: modes, fusion, filters inside retrieval, tenants."""
+"""Retrieval on real indexes of both backends (embedded, postgres): modes, fusion, filters inside retrieval, tenants."""
 
 from __future__ import annotations
 
@@ -27,24 +27,24 @@ def test_fts_query_quotes_words_and_drops_stopwords():
 
 
 @pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
-def test_modes_find_the_gan_history(lecture_index, embedder, mode):
-    with open_pipeline(lecture_index, Config(), embedder=embedder) as r:
+def test_modes_find_the_gan_history(lecture_target, embedder, mode):
+    with open_pipeline(lecture_target, Config(), embedder=embedder) as r:
         hits = r.retrieve("Which year did GANs appear, with the generator versus discriminator game?", k=5, mode=mode)
     assert hits, mode
     assert any("2014" in h.chunk.text and "GANs" in h.chunk.text for h in hits[:3]), [h.chunk.text[:60] for h in hits]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-def test_rrf_and_weighted_fusion_both_rank(lecture_index, embedder):
+def test_rrf_and_weighted_fusion_both_rank(lecture_target, embedder):
     for fusion in ("rrf", "weighted"):
         cfg = Config().with_overrides(**{"retrieval.fusion": fusion})
-        with open_pipeline(lecture_index, cfg, embedder=embedder) as r:
+        with open_pipeline(lecture_target, cfg, embedder=embedder) as r:
             hits = r.retrieve("diffusion models denoise images step by step", k=3)
         assert "noise" in hits[0].chunk.text.lower(), fusion
 
 
-def test_filters_apply_inside_retrieval(mixed_index, embedder):
-    with open_pipeline(mixed_index, Config(), embedder=embedder) as r:
+def test_filters_apply_inside_retrieval(mixed_target, embedder):
+    with open_pipeline(mixed_target, Config(), embedder=embedder) as r:
         # Unfiltered, the garden guide's tomato section wins; filtered to HTML, the kitchen's tomatoes come
         # back even though k=1 (the filter is applied before truncation, not after).
         top = r.retrieve("How should tomatoes be grown in sun and watered?", k=1)[0]
@@ -59,8 +59,8 @@ def test_filters_apply_inside_retrieval(mixed_index, embedder):
         assert none == []
 
 
-def test_tenants_restrict_every_mode(mixed_index, embedder):
-    with open_pipeline(mixed_index, Config(), embedder=embedder) as r:
+def test_tenants_restrict_every_mode(mixed_target, embedder):
+    with open_pipeline(mixed_target, Config(), embedder=embedder) as r:
         for mode in ("dense", "keyword", "hybrid"):
             hits = r.retrieve("sourdough bread rises twelve hours", k=10, mode=mode, tenants=("green",))
             assert all(h.chunk.tenant == "green" for h in hits), mode
@@ -70,8 +70,8 @@ def test_tenants_restrict_every_mode(mixed_index, embedder):
         assert food and food[0].chunk.source == "kitchen.html"
 
 
-def test_evidence_separates_off_topic(lecture_index, embedder):
-    with open_pipeline(lecture_index, Config(), embedder=embedder) as r:
+def test_evidence_separates_off_topic(lecture_target, embedder):
+    with open_pipeline(lecture_target, Config(), embedder=embedder) as r:
         on = r.search("What are diffusion models and how do they generate images?").evidence
         off = r.search("What is the boiling point of molten tungsten in a volcano?").evidence
     assert on.best_dense > 0.45 > off.best_dense

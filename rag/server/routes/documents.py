@@ -22,6 +22,7 @@ from rag.server.state import ServerState, record, state
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+JOB_LOCK_WAIT_S = 600.0  # how long an upload job waits for another writer of the index
 
 
 def _tenant_for(key: ApiKey, tenant: str | None, action: str) -> str | None:
@@ -41,8 +42,10 @@ def _tenant_for(key: ApiKey, tenant: str | None, action: str) -> str | None:
 
 def _run_job(st: ServerState, job: Job, paths: list[Path], tags: tuple[str, ...]) -> None:
     job.status = "running"
+    st.jobs.update(job)
     try:
-        rep = st.rag.ingest(paths, tenant=job.tenant, tags=tags)
+        # Another replica (postgres backend) or a CLI ingest may be writing: wait for it rather than fail.
+        rep = st.rag.ingest(paths, tenant=job.tenant, tags=tags, lock_timeout=JOB_LOCK_WAIT_S)
         job.report = {k: v for k, v in rep.summary().items() if k not in ("index", "unchanged_files")}
         job.status = "failed" if rep.failed and not (rep.added or rep.updated) else "done"
         failed = {f.source for f in rep.failed}
@@ -54,6 +57,7 @@ def _run_job(st: ServerState, job: Job, paths: list[Path], tags: tuple[str, ...]
         if p.name in failed:
             p.unlink(missing_ok=True)
     job.finished = time.time()
+    st.jobs.update(job)
 
 
 @router.post("/v1/documents", status_code=202)
@@ -74,14 +78,14 @@ async def upload(request: Request, files: Annotated[list[UploadFile], File(descr
     folder = private_dir(st.uploads) / (tenant or "_all")
     paths = [await run_in_threadpool(save_upload, f, folder / n) for f, n in zip(files, names, strict=True)]
     job = Job("job_" + secrets.token_hex(8), tenant, names)
-    st.jobs[job.id] = job
+    await run_in_threadpool(st.jobs.add, job)
     record(request, sources=names)
     st.ingest_pool.submit(_run_job, st, job, paths, tuple(tags or ()))
     return job.to_dict()
 
 
 @router.get("/v1/documents/jobs/{job_id}")
-def job_status(job_id: str, request: Request, key: Admin) -> dict[str, Any]:
+def job_status(job_id: str, request: Request, key: Admin) -> dict[str, Any]:  # sync: may read PostgreSQL
     job = state(request).jobs.get(job_id)
     if job is None or not key.may_use(job.tenant):
         raise HTTPException(404, f"no ingest job {job_id!r}")

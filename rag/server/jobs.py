@@ -1,0 +1,70 @@
+"""Upload jobs: in the server's memory (embedded index), or in PostgreSQL, where every replica sees every job."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Protocol
+
+from rag.server.schemas import Job
+
+
+class Jobs(Protocol):
+    """Where upload jobs are kept while they run and after."""
+
+    def add(self, job: Job) -> None: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def update(self, job: Job) -> None: ...
+
+
+class MemoryJobs:
+    """Jobs of this process only (the embedded index has one server)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    def add(self, job: Job) -> None:
+        self._jobs[job.id] = job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def update(self, job: Job) -> None:
+        self._jobs[job.id] = job
+
+
+class PgJobs:
+    """Jobs in the upload_jobs table of the index's schema (rag.access.postgres)."""
+
+    def __init__(self, target: Any) -> None:
+        from rag.access.postgres import open_shared
+
+        self._db = open_shared(target, "rag-jobs")
+        self._lock = threading.Lock()
+
+    def add(self, job: Job) -> None:
+        self.update(job)
+
+    def update(self, job: Job) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO upload_jobs(id, tenant, files, status, created, finished, report, error) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                "finished = excluded.finished, report = excluded.report, error = excluded.error",
+                (job.id, job.tenant, list(job.files), job.status, job.created, job.finished,
+                 None if job.report is None else json.dumps(job.report, default=str), job.error))
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT id, tenant, files, status, created, finished, report, error "
+                                   "FROM upload_jobs WHERE id = %s", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return Job(id=row[0], tenant=row[1], files=list(row[2]), status=row[3], created=row[4], finished=row[5],
+                   report=row[6], error=row[7])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
