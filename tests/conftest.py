@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,9 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("pgdata")
     try:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
+        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR on a CI machine (it falls back to /tmp)
+            warnings.simplefilter("ignore")
+            server = pgserver.get_server(folder, cleanup_mode="stop")
         admin = server.get_uri()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("CREATE ROLE rag_app LOGIN CREATEROLE")
