@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import shutil
+import string
 import subprocess
 from collections.abc import Iterable, Sequence
 
@@ -31,15 +32,23 @@ def tesseract() -> str | None:
     return shutil.which("tesseract")
 
 
+# Punctuation a real text layer is full of on some pages: dot leaders of a table of contents or an index, rules,
+# bullets, dashes, quotes. It never makes a page look like garbage.
+_TEXT_PUNCTUATION = frozenset(string.punctuation) | frozenset("…·•–—‘’“”«»§¶°±×÷")
+
+
 def needs_ocr(text: str) -> bool:
-    """True for a page whose text layer is missing or garbage: hardly any letters or digits, or mostly characters
-    that are not (a font without a Unicode map gives control characters or private-use glyphs)."""
+    """True for a page whose text layer is missing or garbage: hardly any letters or digits, or many characters
+    that no real text layer gives (a font without a Unicode map yields control characters, private-use glyphs,
+    replacement characters or stray symbols). Dot leaders and other punctuation do not count as garbage, so a
+    table of contents or an index keeps its text layer."""
     visible = [c for c in text if not c.isspace()]
     good = sum(1 for c in visible if c.isalnum())
     if good < 16:  # nothing, or a page number
         return True
     bad = sum(1 for c in visible if c == "\ufffd" or "\ue000" <= c <= "\uf8ff" or ord(c) < 32)
-    return bad > 0.1 * len(visible) or good < 0.5 * len(visible)
+    odd = sum(1 for c in visible if not c.isalnum() and c not in _TEXT_PUNCTUATION)
+    return bad > 0.1 * len(visible) or odd > 0.3 * len(visible)
 
 
 def ocr_pages(data: bytes, pages: Sequence[int], command: str, budget_s: float = BUDGET_S) -> dict[int, str]:

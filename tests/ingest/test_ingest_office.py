@@ -96,6 +96,11 @@ def test_garbage_detection() -> None:
     assert needs_ocr("\ue000\ue001\ue002 " * 30 + "abcdefghijkl")
     assert not needs_ocr("The lighthouse lamp turns every nine seconds at night.")
     assert not needs_ocr("Table 3: 12.5 13.1 14.7 15.2 16.0 17.9 18.3 19.4 20.1 21.6")
+    # A table of contents or an index: mostly dot leaders, a real text layer all the same (R-data.pdf's pages 3,
+    # 4 and 38-41 were once sent to OCR, which took minutes and replaced their text).
+    toc = "Table of Contents\nAcknowledgements " + "." * 60 + " 1\n1 Introduction " + "." * 70 + " 3\n"
+    assert not needs_ocr(toc * 3)
+    assert needs_ocr("\u00a4\u00a6\u00a8\u00ac\u00af\u00b4 " * 20 + "abcdefghijklmnopqr")  # stray symbols
     assert page_list([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
 
 
