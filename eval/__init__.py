@@ -5,23 +5,32 @@ detectors on labelled answers (`rag verify`).
     summary = evaluate("corpora/lecture/questions/test.jsonl", index_dir="index/lecture", out_dir="runs/lecture")
     print(summary.metrics.answer.keyword_accuracy, summary.metrics.to_dict())
 
-Dependencies point one way: eval -> rag -> ingest.
+Dependencies point one way: eval -> rag -> ingest. Names are imported on first use, so that `rag --help`
+(which lists `rag eval` and `rag verify` from eval/cli.py) does not load numpy and the checker.
 """
 
-from eval.api import RunSummary, evaluate, rewrite_reports, verify_labelled
-from eval.compare import Comparison, compare
-from eval.detection import PRF, DetectionReport, DetectorScore
-from eval.errors import EvalError, LabelledSetError, QuestionError, RunError
-from eval.finetune import export_finetune
-from eval.labelled import LabelledItem, LabelledSentence, load_items
-from eval.metrics import AnswerMetrics, Counts, HallucinationMetrics, Metrics, RefusalMetrics, RetrievalMetrics
-from eval.questions import Question, Source, load_questions
-from eval.results import EvalResult
-from eval.runner import load_results
-from eval.scores import QuestionScores
+from __future__ import annotations
 
-__all__ = ["PRF", "AnswerMetrics", "Comparison", "Counts", "DetectionReport", "DetectorScore", "EvalError",
-           "EvalResult", "HallucinationMetrics", "LabelledItem", "LabelledSentence", "LabelledSetError", "Metrics",
-           "Question", "QuestionError", "QuestionScores", "RefusalMetrics", "RetrievalMetrics", "RunError",
-           "RunSummary", "Source", "compare", "evaluate", "export_finetune", "load_items", "load_questions",
-           "load_results", "rewrite_reports", "verify_labelled"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RunSummary": "eval.api", "evaluate": "eval.api", "rewrite_reports": "eval.api", "verify_labelled": "eval.api",
+    "Comparison": "eval.compare", "compare": "eval.compare",
+    "PRF": "eval.detection", "DetectionReport": "eval.detection", "DetectorScore": "eval.detection",
+    "EvalError": "eval.errors", "LabelledSetError": "eval.errors", "QuestionError": "eval.errors",
+    "RunError": "eval.errors", "export_finetune": "eval.finetune",
+    "LabelledItem": "eval.labelled", "LabelledSentence": "eval.labelled", "load_items": "eval.labelled",
+    "AnswerMetrics": "eval.metrics", "Counts": "eval.metrics", "HallucinationMetrics": "eval.metrics",
+    "Metrics": "eval.metrics", "RefusalMetrics": "eval.metrics", "RetrievalMetrics": "eval.metrics",
+    "Question": "eval.questions", "Source": "eval.questions", "load_questions": "eval.questions",
+    "EvalResult": "eval.results", "load_results": "eval.runner", "QuestionScores": "eval.scores",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eval' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
