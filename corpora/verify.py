@@ -224,19 +224,94 @@ def check_corpus(corpus_dir: Path, errors: list[str]) -> dict[str, tuple[int, in
     return counts
 
 
+LABELLED = ROOT / "labelled"
+SENTENCE_LABELS = {"supported", "unsupported", "refusal"}
+ANSWER_LABELS = {"correct", "partial", "wrong", "refused"}
+LABELLED_KEYS = {"id", "question", "contexts", "answer", "sentences", "answer_label", "split", "group",
+                 "backend", "corpus", "question_id", "question_split", "answerable"}
+
+
+def check_labelled(folder: Path, errors: list[str]) -> dict[str, int]:
+    """The labelled real answers (labelled/dev.jsonl, labelled/test.jsonl): every item well formed and labelled,
+    every question one of the corpora's, the split by passage group (a group in one split only; a dev group
+    holds no test question)."""
+    counts: dict[str, int] = {}
+    questions: dict[str, dict] = {}
+    for corpus_dir in ROOT.iterdir():
+        for split in SPLITS:
+            path = corpus_dir / "questions" / f"{split}.jsonl"
+            if path.is_file():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        q = json.loads(line)
+                        questions[q["id"]] = {**q, "split": split}
+    group_split: dict[str, str] = {}
+    seen: set[str] = set()
+    for split in SPLITS:
+        path = folder / f"{split}.jsonl"
+        if not path.is_file():
+            errors.append(f"labelled: missing {split}.jsonl")
+            continue
+        n = 0
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"labelled/{split}.jsonl:{lineno}"
+            try:
+                it = json.loads(line)
+            except json.JSONDecodeError as e:
+                errors.append(f"{where}: bad JSON: {e}")
+                continue
+            n += 1
+            missing = LABELLED_KEYS - set(it)
+            if missing:
+                errors.append(f"{where}: missing key(s) {sorted(missing)}")
+                continue
+            if it["id"] in seen:
+                errors.append(f"{where}: duplicate id {it['id']}")
+            seen.add(it["id"])
+            if it["split"] != split:
+                errors.append(f"{where}: item says split {it['split']!r}")
+            q = questions.get(it["question_id"])
+            if q is None:
+                errors.append(f"{where}: unknown question {it['question_id']}")
+            elif q["question"] != it["question"] or q["answerable"] != it["answerable"]:
+                errors.append(f"{where}: question or answerable differs from {it['question_id']}")
+            elif split == "dev" and q["split"] == "test":
+                errors.append(f"{where}: a test question in the dev split")
+            if group_split.setdefault(it["group"], split) != split:
+                errors.append(f"{where}: passage group {it['group']} is in both splits")
+            if it["answer_label"] not in ANSWER_LABELS:
+                errors.append(f"{where}: answer_label {it['answer_label']!r}")
+            contexts = it["contexts"]
+            if not isinstance(contexts, list) or not all(isinstance(c, str) and c.strip() for c in contexts):
+                errors.append(f"{where}: contexts must be non-empty strings")
+                contexts = []
+            for s in it["sentences"]:
+                if s.get("label") not in SENTENCE_LABELS:
+                    errors.append(f"{where}: sentence label {s.get('label')!r}")
+                if not isinstance(s.get("text"), str) or not s["text"].strip():
+                    errors.append(f"{where}: empty sentence text")
+                if any(not isinstance(c, int) or not 1 <= c <= len(contexts) for c in s.get("cited", [])):
+                    errors.append(f"{where}: sentence cites {s.get('cited')} of {len(contexts)} context(s)")
+        counts[split] = n
+    return counts
+
+
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     corpora = sorted(p for p in ROOT.iterdir()
                      if p.is_dir() and (p / "questions").is_dir() and (not wanted or p.name in wanted))
-    missing = wanted - {p.name for p in corpora}
+    missing = wanted - {p.name for p in corpora} - {"labelled"}
     errors: list[str] = [f"unknown corpus: {m}" for m in sorted(missing)]
-    if not corpora:
+    if not corpora and wanted != {"labelled"}:
         errors.append("no corpora found")
     for corpus_dir in corpora:
         counts = check_corpus(corpus_dir, errors)
         summary = ", ".join(f"{s}: {n} ({n - u} answerable, {u} unanswerable)"
                             for s, (n, u) in counts.items())
         print(f"{corpus_dir.name}: {summary}")
+    if not wanted or "labelled" in wanted:
+        counts = check_labelled(LABELLED, errors)
+        print("labelled: " + ", ".join(f"{s}: {n} answers" for s, n in counts.items()))
     if errors:
         print(f"\n{len(errors)} failure(s):", file=sys.stderr)
         for e in errors:

@@ -24,11 +24,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("batches", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--only", choices=["dev", "test"], help="write one split (the other may still be unlabelled)")
     args = ap.parse_args()
     items = [json.loads(line) for path in args.batches for line in path.read_text().splitlines() if line.strip()]
-    todo = [it["id"] for it in items if not it.get("answer_label") or any(not s.get("label") for s in it["sentences"])]
-    if todo:
-        raise SystemExit(f"{len(todo)} item(s) are not labelled yet, e.g. {todo[:3]}")
     groups: dict[str, list[dict]] = defaultdict(list)
     for it in items:
         first = it["context_sources"][0]["chunk_id"] if it["context_sources"] else f"none:{it['question_id']}"
@@ -39,8 +37,11 @@ def main() -> None:
         for m in members:
             m["split"] = split
     args.out.mkdir(parents=True, exist_ok=True)
-    for split in ("dev", "test"):
+    for split in [args.only] if args.only else ["dev", "test"]:
         chosen = sorted((it for it in items if it["split"] == split), key=lambda it: it["id"])
+        todo = [it["id"] for it in chosen if not it.get("answer_label") or any(not s.get("label") for s in it["sentences"])]
+        if todo:
+            raise SystemExit(f"{len(todo)} {split} item(s) are not labelled yet, e.g. {todo[:3]}")
         with open(args.out / f"{split}.jsonl", "w", encoding="utf-8") as fh:
             for it in chosen:
                 row = {k: it[k] for k in PUBLIC} | {k: it[k] for k in EXTRA}
