@@ -63,7 +63,7 @@ class AnswerConfig(Settings):
     min_dense_score: float = Field(0.15, ge=-1.0, le=1.0)
     weak_dense_score: float = Field(0.30, ge=-1.0, le=1.0)
     min_keyword_overlap: float = Field(0.5, ge=0.0, le=1.0)
-    min_answerability: float = Field(0.5, ge=0.0, le=1.0)
+    min_answerability: float = Field(0.45, ge=0.0, le=1.0)
     min_entailment: float = Field(0.5, ge=0.0, le=1.0)
     verify: bool = True
 
