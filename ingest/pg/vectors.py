@@ -27,6 +27,7 @@ def register_vector(conn: Connection[Any]) -> bool:
     info = TypeInfo.fetch(conn, "vector")
     if info is None:
         return False
+    info.register(conn)  # the name "vector" for COPY's set_types
 
     class VectorDumper(Dumper):
         format = Format.BINARY

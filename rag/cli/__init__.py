@@ -18,6 +18,7 @@ from rag.cli.access import audit, keys
 from rag.cli.answers import ask, chat
 from rag.cli.common import Ctx
 from rag.cli.documents import ingest, retrieve, stats
+from rag.cli.migrate import migrate
 from rag.cli.serve import serve
 
 ENTRY_POINT_GROUP = "rag.commands"
@@ -65,7 +66,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, log_format: 
     ctx.obj = Ctx(config_path)
 
 
-for command in (ingest, retrieve, stats, ask, chat, serve, keys, audit):
+for command in (ingest, retrieve, stats, ask, chat, serve, keys, audit, migrate):
     cli.add_command(command)
 
 
