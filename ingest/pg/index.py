@@ -30,6 +30,7 @@ from ingest.store import ChunkFilter, StoredDocument
 
 log = logging.getLogger(__name__)
 
+EF_MIN = 40  # hnsw.ef_search of an unfiltered search (pgvector's default), raised to n when more hits are wanted
 EF_MAX = 1000  # pgvector's largest hnsw.ef_search
 EXACT_MAX = 20_000  # a filter admitting at most this many chunks is searched exactly (no index)
 OVERSAMPLE = 2.0  # candidates the HNSW scan keeps per admitted hit wanted, over the filter's selectivity
@@ -127,13 +128,13 @@ class PgView(PgReads):
             return []
         q = np.asarray(qvec, dtype=np.float32).reshape(-1)
         f = filter_sql(flt)
-        ef, want = max(40, n), n
+        ef, want = max(EF_MIN, n), n
         if not flt.empty or self.tenants != "*":
             admitted = self.admitted(flt)
             if admitted == 0:
                 return []
             want = min(n, admitted)
-            ef = math.ceil(n * max(1.0, m.chunks / admitted) * OVERSAMPLE)
+            ef = max(EF_MIN, math.ceil(n * max(1.0, m.chunks / admitted) * OVERSAMPLE))
             if admitted <= EXACT_MAX or ef > EF_MAX:
                 return self._exact(q, n, f.source(), f.where, f.params)
         self.conn.execute(f"SET LOCAL hnsw.ef_search = {min(EF_MAX, max(ef, n))}")

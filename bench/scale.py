@@ -1,0 +1,276 @@
+"""Both index backends at scale (run by hand; prints figures): pgvector HNSW in PostgreSQL and the embedded backend's
+ANN option (FAISS HNSW): build time, memory or disk, p50/p99 retrieval latency, recall@10 against exact search.
+
+    python bench/scale.py                      # 1,000,000 chunks
+    python bench/scale.py --chunks 20000       # a quick check
+    python bench/scale.py --backends postgres --ef 40,64,100
+
+Vectors are synthetic but clustered like sentence embeddings (bench/ann.py's generator); every chunk carries a
+real-text-sized payload (~1,000 characters of words, as a 200-word-piece chunk), so PostgreSQL's rows, its
+full-text column and its heap reads are those of real chunks. Goals: recall@10 >= 0.95, p50 <= 20 ms,
+embedded-backend memory <= 2 GB.
+
+PostgreSQL is started here by pgserver (PostgreSQL 16 + pgvector 0.6.2) in a temporary folder, the index is made by
+the product's own schema (ingest.pg), rows are loaded by COPY, the full-text and HNSW indexes are built after the
+load (as for a migration), and queries go through the product's read path (PgIndex.snapshot + PgView.dense_search:
+a REPEATABLE READ transaction as the read-only role, row-level security on) from a fresh process. The embedded side
+is bench/ann.py's: FaissIndex (kind hnsw) built, saved, and searched by a fresh process that maps the file as `rag`
+does; its memory is that process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from ann import clustered  # noqa: E402 - bench/ann.py's generator
+
+WORDS = ("retrieval model index vector query chunk document tenant answer citation passage embedding corpus token "
+         "server replica latency recall memory search filter ranking fusion keyword dense sparse schema").split()
+
+EMBEDDED_READER = """
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+import faiss
+from ingest.index import FaissIndex
+t = time.perf_counter()
+index = FaissIndex.load({path!r}, kind="hnsw", mmap=True)
+load = time.perf_counter() - t
+hnsw = faiss.downcast_index(index._index.index).hnsw  # efSearch: the product sets 64 (ingest/index.py)
+q = np.load({queries!r})
+out = {{"load_s": load, "by_ef": {{}}}}
+for ef in {efs!r}:
+    hnsw.efSearch = ef
+    lat, ids = [], []
+    for row in q:
+        t = time.perf_counter()
+        _, i = index.search(row[None, :], 10)
+        lat.append(1000 * (time.perf_counter() - t))
+        ids.append(i[0].tolist())
+    lat.sort()
+    out["by_ef"][ef] = {{"p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(0.99 * (len(lat) - 1))], "ids": ids}}
+out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+PG_READER = """
+import json, os, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from ingest.backend import PostgresTarget
+from ingest.pg import index as pg_index
+from ingest.store import ChunkFilter
+pg_index.EF_MIN = {ef}
+index = pg_index.PgIndex(PostgresTarget(dsn_env="BENCH_PG_DSN", schema="bench"))
+q = np.load({queries!r})
+out = {{}}
+for name, tenants, n in (("unfiltered", None, 10), ("one tenant of 10", ("t3",), 10)):
+    lat, ids = [], []
+    for row in q:
+        t = time.perf_counter()
+        with index.snapshot(tenants) as view:
+            hits = view.dense_search(row[None, :], n, ChunkFilter(tenants=tenants))
+        lat.append(1000 * (time.perf_counter() - t))
+        ids.append([i for i, _ in hits])
+    lat.sort()
+    out[name] = {{"p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(0.99 * (len(lat) - 1))], "ids": ids}}
+index.close()
+print(json.dumps(out))
+"""
+
+
+def payloads(n: int, rng: np.random.Generator, chars: int) -> list[str]:
+    """Texts of about `chars` characters, different per chunk (a number in each), cheap to make."""
+    base = [" ".join(rng.choice(WORDS, size=chars // 7)) for _ in range(64)]
+    return [f"chunk {i}: {base[i % 64]}"[:chars] for i in range(n)]
+
+
+def run_embedded(xb: np.ndarray, xq: np.ndarray, exact: np.ndarray, m: int, efs: list[int]) -> dict[str, object]:
+    from ingest.index import FaissIndex
+
+    t = time.perf_counter()
+    index = FaissIndex(xb.shape[1], kind="hnsw", hnsw_m=m)
+    index.rebuild(np.arange(len(xb), dtype=np.int64), xb)
+    build = time.perf_counter() - t
+    with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
+        path = Path(tmp) / "vectors.faiss"
+        index.save(path)
+        del index
+        np.save(Path(tmp) / "q.npy", xq)
+        code = EMBEDDED_READER.format(root=str(ROOT), path=str(path), queries=str(Path(tmp) / "q.npy"), efs=efs)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        res = json.loads(done.stdout.strip().splitlines()[-1])
+        size = path.stat().st_size
+    by_ef = {ef: {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "recall": recall(r["ids"], exact)}
+             for ef, r in res["by_ef"].items()}
+    return {"build_s": build, "disk_mib": size / 2**20, "rss_mib": res["rss_mb"], "load_s": res["load_s"],
+            "by_ef": by_ef}
+
+
+def run_postgres(xb: np.ndarray, xq: np.ndarray, exact: np.ndarray, m: int, efs: list[int], chars: int,
+                 rng: np.random.Generator, tmp: Path) -> dict[str, object]:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp))
+    import pgserver
+    import psycopg
+
+    from ingest.backend import PostgresTarget
+    from ingest.collection import Manifest
+    from ingest.pg.writer import PgWriter
+
+    server = pgserver.get_server(tmp / "pgdata", cleanup_mode="stop")
+    try:
+        admin = server.get_uri()
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        os.environ["BENCH_PG_DSN"] = admin
+        target = PostgresTarget(dsn_env="BENCH_PG_DSN", schema="bench")
+        writer = PgWriter(target)  # the product's schema, row-level security included
+        conn = writer.conn
+        n, dim = xb.shape
+        texts = payloads(n, rng, chars)
+        t = time.perf_counter()
+        with conn.transaction():
+            conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
+            conn.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE PLAIN")
+            conn.execute("DROP INDEX chunks_tsv")  # rebuilt after the load, as one index build
+            per_doc = 1000
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO documents(id, source, path, root, kind, doc_hash, tenant, n_chunks, "
+                                "ingested_at) VALUES (%s, %s, %s, '/', 'text', %s, %s, %s, 0)",
+                                [(d + 1, f"doc{d}.txt", f"/doc{d}.txt", f"h{d}", f"t{d % 10}", per_doc)
+                                 for d in range((n + per_doc - 1) // per_doc)])
+            conn.execute("CREATE TEMP TABLE stage ON COMMIT DROP AS SELECT id, chunk_id, doc_id, tenant, ordinal, "
+                         'text, start, "end", text_hash, embedding FROM chunks WITH NO DATA')
+            with conn.cursor() as cur, cur.copy("COPY stage FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "text", "int8", "text", "int4", "text", "int4", "int4", "text", "vector"])
+                for i in range(n):
+                    d = i // per_doc
+                    copy.write_row((i + 1, f"c{i}", d + 1, f"t{d % 10}", i % per_doc, texts[i], 0, len(texts[i]),
+                                    f"h{i}", xb[i]))
+            conn.execute('INSERT INTO chunks(id, chunk_id, doc_id, tenant, ordinal, text, start, "end", text_hash, '
+                         'embedding) SELECT * FROM stage')
+            load = time.perf_counter() - t
+            t = time.perf_counter()
+            conn.execute("SET maintenance_work_mem = '4GB'")
+            conn.execute("CREATE INDEX chunks_tsv ON chunks USING gin (tsv)")
+            fts = time.perf_counter() - t
+            t = time.perf_counter()
+            conn.execute("SET max_parallel_maintenance_workers = 1")
+            conn.execute(f"CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops) "
+                         f"WITH (m = {m}, ef_construction = 64)")
+            hnsw = time.perf_counter() - t
+            manifest = Manifest(embedding_model="synthetic", dim=dim, chunk_size=200, chunk_overlap=30,
+                                index_type="hnsw", generation=1, documents=(n + per_doc - 1) // per_doc, chunks=n)
+            conn.execute("INSERT INTO meta(key, value) VALUES ('manifest', %s), ('generation', '1')",
+                         (manifest.to_json(),))
+        conn.execute("VACUUM ANALYZE chunks")
+        sizes = dict(conn.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c WHERE c.relnamespace = 'bench'::regnamespace "
+            "AND c.relname IN ('chunks', 'chunks_embedding', 'chunks_tsv')").fetchall())
+        writer.close()
+        exact_t3 = None
+        results = {}
+        with tempfile.TemporaryDirectory(prefix="rag-scale-q-") as qdir:
+            np.save(Path(qdir) / "q.npy", xq)
+            for ef in efs:
+                code = PG_READER.format(root=str(ROOT), queries=str(Path(qdir) / "q.npy"), ef=ef)
+                done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                res = json.loads(done.stdout.strip().splitlines()[-1])
+                if exact_t3 is None:
+                    exact_t3 = exact_in_tenant(xb, xq, n, per_doc, 3)
+                results[ef] = {"unfiltered": {**_lat(res["unfiltered"]), "recall": recall(
+                    [[i - 1 for i in ids] for ids in res["unfiltered"]["ids"]], exact)},
+                    "tenant": {**_lat(res["one tenant of 10"]), "recall": recall(
+                        [[i - 1 for i in ids] for ids in res["one tenant of 10"]["ids"]], exact_t3)}}
+        return {"load_s": load, "fts_index_s": fts, "hnsw_build_s": hnsw,
+                "table_mib": sizes.get("chunks", 0) / 2**20, "hnsw_mib": sizes.get("chunks_embedding", 0) / 2**20,
+                "gin_mib": sizes.get("chunks_tsv", 0) / 2**20, "by_ef": results}
+    finally:
+        server.cleanup()
+
+
+def exact_in_tenant(xb: np.ndarray, xq: np.ndarray, n: int, per_doc: int, tenant: int) -> np.ndarray:
+    import faiss
+
+    rows = np.flatnonzero((np.arange(n) // per_doc) % 10 == tenant)
+    _, local = faiss.knn(xq, xb[rows], 10, metric=faiss.METRIC_INNER_PRODUCT)
+    return rows[local]
+
+
+def _lat(res: dict) -> dict[str, float]:
+    return {"p50_ms": res["p50_ms"], "p99_ms": res["p99_ms"]}
+
+
+def recall(found: list[list[int]], exact: np.ndarray) -> float:
+    return float(np.mean([len(set(f[:10]) & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)]))
+
+
+def load_figure() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} CPUs"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--backends", default="embedded,postgres")
+    ap.add_argument("--m", type=int, default=32, help="HNSW links per node, both backends (ingest.hnsw_m)")
+    ap.add_argument("--ef", default="40,100,200,400", help="pgvector hnsw.ef_search floors, comma-separated")
+    ap.add_argument("--faiss-ef", default="64,128,256", help="FAISS HNSW efSearch values, comma-separated")
+    ap.add_argument("--payload", type=int, default=1000, help="characters of text per chunk")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    args = ap.parse_args()
+    import faiss
+
+    dim = 384
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4000, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    xb = clustered(args.chunks, dim, rng, centres)
+    xq = clustered(args.queries, dim, rng, centres)
+    _, exact = faiss.knn(xq, xb, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    figures: dict[str, object] = {"chunks": args.chunks, "queries": args.queries, "m": args.m, "start": load_figure()}
+    print(f"{args.chunks:,} chunks of {dim} dims, {args.queries} queries, HNSW m={args.m}; {figures['start']}")
+    if "embedded" in args.backends:
+        e = run_embedded(xb, xq, exact, args.m, [int(x) for x in args.faiss_ef.split(",")])
+        figures["embedded"] = e
+        print(f"embedded (FAISS HNSW): built in {e['build_s']:.0f} s, file {e['disk_mib']:.0f} MiB, reader peak RSS "
+              f"{e['rss_mib']:.0f} MiB (goal <= 2048), loaded in {e['load_s']:.2f} s")
+        for ef, f in e["by_ef"].items():  # type: ignore[union-attr]
+            print(f"  efSearch {ef}: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms, recall@10 {f['recall']:.3f}")
+    if "postgres" in args.backends:
+        with tempfile.TemporaryDirectory(prefix="rag-scale-pg-") as tmp:
+            p = run_postgres(xb, xq, exact, args.m, [int(x) for x in args.ef.split(",")], args.payload, rng, Path(tmp))
+        figures["postgres"] = p
+        print(f"postgres (pgvector HNSW): rows loaded in {p['load_s']:.0f} s, full-text index {p['fts_index_s']:.0f} s, "
+              f"HNSW built in {p['hnsw_build_s']:.0f} s; table {p['table_mib']:.0f} MiB, HNSW {p['hnsw_mib']:.0f} MiB, "
+              f"GIN {p['gin_mib']:.0f} MiB")
+        for ef, r in p["by_ef"].items():  # type: ignore[union-attr]
+            for name, f in r.items():
+                print(f"  ef_search floor {ef}, {name}: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms, "
+                      f"recall@10 {f['recall']:.3f}")
+    figures["end"] = load_figure()
+    print(figures["end"])
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
