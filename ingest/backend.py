@@ -106,6 +106,10 @@ class IndexView(Protocol):
 
     def chunk_ids_where(self, flt: ChunkFilter) -> np.ndarray: ...
 
+    def admits(self, flt: ChunkFilter) -> bool:
+        """Whether the filter admits any chunk (computed once per snapshot and filter)."""
+        ...
+
     def dense_search(self, qvec: np.ndarray, n: int, flt: ChunkFilter) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the n nearest chunks the filter admits, best first."""
         ...

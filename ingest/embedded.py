@@ -26,6 +26,17 @@ class EmbeddedView:
 
     def __init__(self, store: Store, vectors: FaissIndex | None, manifest: Manifest | None, generation: int) -> None:
         self.store, self.vectors, self.manifest, self.generation = store, vectors, manifest, generation
+        self._allowed: dict[ChunkFilter, np.ndarray] = {}
+
+    def allowed(self, flt: ChunkFilter) -> np.ndarray:
+        """The ids the filter admits, read once per snapshot."""
+        ids = self._allowed.get(flt)
+        if ids is None:
+            ids = self._allowed[flt] = self.store.chunk_ids_where(flt)
+        return ids
+
+    def admits(self, flt: ChunkFilter) -> bool:
+        return flt.empty or len(self.allowed(flt)) > 0
 
     def documents(self, tenant: str | None | EllipsisType = ...) -> list[StoredDocument]:
         return self.store.documents(tenant)
@@ -43,7 +54,7 @@ class EmbeddedView:
         """FAISS search restricted to the ids the filter admits (an ID selector inside the search)."""
         if self.vectors is None or self.vectors.ntotal == 0:
             return []
-        allowed = None if flt.empty else self.store.chunk_ids_where(flt)
+        allowed = None if flt.empty else self.allowed(flt)
         if allowed is not None and len(allowed) == 0:
             return []
         scores, ids = self.vectors.search(qvec, n, allowed=allowed)

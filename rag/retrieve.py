@@ -127,13 +127,13 @@ class Retriever:
         # One read snapshot from the filter to the text: a writer committing meanwhile (a tenant's document
         # deleted, another's added) cannot change which rows the ids name; the text fetch re-applies the filter.
         with self.collection.snapshot(flt.tenants) as store:
+            if not flt.empty and not store.admits(flt):
+                return RetrievalResult([], Evidence(0.0, 0.0, False))
             dense = store.dense_search(qvec, n, flt)  # the filter inside the search, never after its top-n cut
             if mode in ("keyword", "hybrid"):
                 m = store.manifest
                 match = keyword_match(query, store, m.chunks if m else 0, store.generation, self._postings)
                 keyword = store.keyword_search(match, n, flt) if match else []
-            if not dense and not keyword and not flt.empty:  # the filter admits nothing
-                return RetrievalResult([], Evidence(0.0, 0.0, False))
             if mode == "dense":
                 ranked = [(cid, s) for cid, s in dense]
             elif mode == "keyword":

@@ -109,6 +109,9 @@ class PgView(PgReads):
         rows = self.conn.execute(f"SELECT c.id FROM {f.source()} WHERE {f.where}", f.params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def admits(self, flt: ChunkFilter) -> bool:
+        return self.admitted(flt) > 0
+
     def admitted(self, flt: ChunkFilter) -> int:
         """How many chunks the filter admits (cached per generation, tenants and filter)."""
         key = (self.generation, self.tenants, flt)
