@@ -26,6 +26,7 @@ from eval.metrics import Metrics, aggregate, timing_summary
 from eval.questions import Question
 from eval.results import Context, EvalResult, Retrieved
 from eval.scores import question_scores
+from ingest.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from rag.api import RAG
@@ -252,11 +253,5 @@ def summarize(results: Sequence[EvalResult], settings: RunSettings, timings: dic
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Replace a JSONL file atomically (write a sibling, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Replace a JSONL file atomically and durably."""
+    atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

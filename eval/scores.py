@@ -22,9 +22,8 @@ from typing import Any
 from eval.questions import Source
 from eval.results import EvalResult, Retrieved
 from rag.records import ClaimVerdict
-from rag.text import strip_markers
+from rag.text import MARKER, strip_markers
 
-_MARK = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
 
@@ -97,7 +96,7 @@ def keywords_present(answer: str, keywords: Sequence[str]) -> bool:
 
 def normalize_tokens(text: str) -> list[str]:
     """SQuAD-style: lower case, citation markers, punctuation and articles removed."""
-    text = _MARK.sub(" ", text.lower()).translate(_PUNCT)
+    text = MARKER.sub(" ", text.lower()).translate(_PUNCT)
     return _ARTICLES.sub(" ", text).split()
 
 

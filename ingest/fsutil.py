@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,14 +20,17 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
+def atomic_path(path: Path, mode: int | None = None, unique: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path to write; on success it is fsync'd and renamed over `path`.
 
     A crash at any moment leaves either the old file or the new one, never a mix; on an exception the
     temporary file is removed and `path` is untouched. `mode` sets the file's permission bits.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")  # one writer at a time (the index lock)
+    # The index has one writer at a time (its lock); `unique` names the temporary file per process for the files
+    # several processes may write at once (an assembled model, uploads).
+    suffix = f".{os.getpid()}.{secrets.token_hex(4)}.tmp" if unique else ".tmp"
+    tmp = path.with_name(path.name + suffix)
     try:
         yield tmp
         if mode is not None:

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.fsutil import atomic_path
 from rag.errors import LLMConfigError
 
 log = logging.getLogger(__name__)
@@ -88,19 +89,14 @@ def resolve_gguf(model: str) -> Path:
     if target.exists() and target.stat().st_size == expected_size and (target.with_suffix(".sha256")).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
     log.info("assembling %s from %d parts into %s", model, len(parts), target)
-    with open(tmp, "wb") as out:
-        for p in parts:
-            with open(p, "rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                    out.write(block)
-    try:
+    with atomic_path(target, unique=True) as tmp:  # a failed check leaves no file behind
+        with open(tmp, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as fh:
+                    for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                        out.write(block)
         digest = _verify(tmp, spec)
-    except LLMConfigError:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, target)
     target.with_suffix(".sha256").write_text(digest + "\n")
     return target
 

@@ -2,7 +2,6 @@
 
 import os
 import re
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from fastapi import HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, BaseModel, Field
 
+from ingest.fsutil import atomic_path
 from rag.records import Answer
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -133,13 +133,8 @@ def private_dir(path: Path) -> Path:
 def save_upload(upload: UploadFile, target: Path) -> Path:
     """Write an upload to `target` (owner read/write only, 0600, in a 0700 folder), whole or not at all."""
     private_dir(target.parent)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            while block := upload.file.read(1 << 20):
-                out.write(block)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (atomic_path(target, mode=0o600, unique=True) as tmp,
+          os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out):
+        while block := upload.file.read(1 << 20):
+            out.write(block)
     return target
