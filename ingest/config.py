@@ -50,6 +50,15 @@ class IngestConfig(Settings):
     load_timeout_s: float = Field(60.0, gt=0, le=86_400)  # wall time one file may take
     load_memory_mb: int = Field(1536, ge=64, le=1_048_576)  # memory one file's parsing may take, past the worker's own
     load_workers: int = Field(1, ge=1, le=64)  # worker processes; the main process embeds while they parse
+    # Where files are parsed and chunked and texts embedded (ingest.distributed): "local" (the worker processes
+    # above, embedding in this process) or "ray" (actors on a Ray cluster: pip install "rag[ray]"). Either way this
+    # process reads and hashes the files, skips unchanged ones, and is the one writer of the index.
+    executor: Literal["local", "ray"] = "local"
+    # "local" starts a Ray cluster inside the ingest process; "auto" joins the one `ray start` runs on this
+    # machine; HOST:PORT (a head node's GCS) or ray://HOST:10001 (Ray Client) joins a remote one.
+    ray_address: str = Field("local", min_length=1)
+    ray_loaders: int = Field(0, ge=0, le=10_000)  # parsing actors; 0 = the cluster's CPUs the embedders leave
+    ray_embedders: int = Field(0, ge=0, le=10_000)  # embedding actors; 0 = one per GPU, or half the CPUs if none
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
 

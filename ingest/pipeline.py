@@ -16,6 +16,7 @@ from ingest.backend import IndexTarget, IndexWriter, PostgresTarget, open_writer
 from ingest.chunking import Chunker
 from ingest.collection import LOCK_FILE, STORE_FILE, Collection
 from ingest.config import IngestConfig
+from ingest.distributed import Executor, open_executor
 from ingest.embedding import Embedder, Encoder, load_tokenizer, open_embedder
 from ingest.errors import IngestError, LoaderError
 from ingest.isolation import LoaderPool
@@ -88,7 +89,7 @@ class Ingestor:
     it runs."""
 
     def __init__(self, index_dir: IndexTarget | str, config: IngestConfig, embedder: Embedder | None = None,
-                 progress: Progress | None = None, lock_timeout: float = 0.0) -> None:
+                 progress: Progress | None = None, lock_timeout: float = 0.0, executor: Executor | None = None) -> None:
         self.target: IndexTarget = index_dir if isinstance(index_dir, PostgresTarget) else Path(index_dir)
         self.config = config
         self._embedder = embedder
@@ -97,6 +98,7 @@ class Ingestor:
         self._index_encoder: Encoder | None = None  # the encoder the index's vectors were made with
         self._progress = progress or (lambda stage, done, total: None)
         self._lock_timeout = lock_timeout
+        self._executor = executor  # None: parse in local worker processes, embed here; else where it says (e.g. Ray)
 
     @property
     def embedder(self) -> Embedder:
@@ -129,6 +131,8 @@ class Ingestor:
             return self._run(writer, paths, prune, tenant, tags, remove or [])
         finally:
             writer.close()
+            if self._executor is not None:
+                self._executor.close()
 
     def _run(self, coll: IndexWriter, paths: list[Path], prune: bool, tenant: str | None,
              tags: tuple[str, ...], remove: list[str]) -> IngestReport:
@@ -137,6 +141,8 @@ class Ingestor:
         self._index_encoder = coll.manifest.encoder if coll.manifest else None
         if self._embedder is not None and coll.manifest is not None:  # a handed-in embedder must match the index
             coll.check_embedder(self._embedder.model_id, self._embedder.dim, self._embedder)
+        if self._executor is not None and self._embedder is None:  # its actors start only once a file is shipped
+            self._embedder = self._executor.embedder(self.config.embedding, self._index_encoder)
         coll.prepare()  # what a crashed run left (embedded: stale FAISS files, a manifest.json behind)
         self._progress("scan", 0, 1)
         files, skipped = scan(paths, self.config.extensions)
@@ -145,9 +151,12 @@ class Ingestor:
         rep = IngestReport(index=coll.location, skipped=skipped)
         loaded: dict[int, tuple[Found, Document, list[Chunk]]] = {}
         tag_changes: list[str] = []
-        vectors = _VectorCache(coll, lambda texts: self.embedder.embed(texts), self._progress)
+        vectors = _VectorCache(coll, lambda texts: self.embedder.embed(texts), self._progress,
+                               self._executor.embed_batch if self._executor is not None else EMBED_BATCH)
         self._progress("load", 0, len(files))
-        with LoaderPool(self._worker_settings, self.config.load_workers, self.config.load_timeout_s) as pool:
+        pool = (self._executor.loader_pool(self._worker_settings, self.config.load_timeout_s) if self._executor
+                else LoaderPool(self._worker_settings, self.config.load_workers, self.config.load_timeout_s))
+        with pool:
             for done, result in enumerate(pool.map(self._prepare(files, known, tenant, tags)), start=1):
                 f = files[result.key]
                 for level, name, message in result.logs:  # what the parsers logged in the worker
@@ -256,8 +265,9 @@ class _VectorCache:
     """Embeds chunk texts that have no stored vector, a batch at a time as parsed files arrive; each batch is
     committed at once, so a crash keeps what was embedded."""
 
-    def __init__(self, store: IndexWriter, embed: Callable[[list[str]], np.ndarray], progress: Progress) -> None:
-        self._store, self._embed, self._progress = store, embed, progress
+    def __init__(self, store: IndexWriter, embed: Callable[[list[str]], np.ndarray], progress: Progress,
+                 batch: int = EMBED_BATCH) -> None:
+        self._store, self._embed, self._progress, self._batch_size = store, embed, progress, batch
         self._seen: set[str] = set()
         self._todo: dict[str, str] = {}
         self.embedded = 0
@@ -270,7 +280,7 @@ class _VectorCache:
         self._seen.update(new)
         have = self._store.cached_vectors(new)
         self._todo.update((h, t) for h, t in new.items() if h not in have)
-        while len(self._todo) >= EMBED_BATCH * EMBED_BUFFER_BATCHES:
+        while len(self._todo) >= self._batch_size * EMBED_BUFFER_BATCHES:
             self._batch()
 
     def flush(self) -> None:
@@ -279,7 +289,7 @@ class _VectorCache:
 
     def _batch(self) -> None:
         # Longest first, as sentence-transformers pads each batch to its longest text.
-        batch = sorted(self._todo.items(), key=lambda ht: -len(ht[1]))[:EMBED_BATCH]
+        batch = sorted(self._todo.items(), key=lambda ht: -len(ht[1]))[:self._batch_size]
         self._progress("embed", self.embedded, self.embedded + len(self._todo))
         t = time.perf_counter()
         vecs = self._embed([text for _, text in batch])
@@ -295,11 +305,13 @@ class _VectorCache:
 def ingest_paths(paths: list[Path], index_dir: IndexTarget | str, config: IngestConfig, *, prune: bool = False,
                  tenant: str | None = None, tags: tuple[str, ...] = (), embedder: Embedder | None = None,
                  progress: Progress | None = None, remove: list[str] | None = None,
-                 lock_timeout: float = 0.0) -> IngestReport:
+                 lock_timeout: float = 0.0, executor: Executor | None = None) -> IngestReport:
     """Ingest files and folders into the index at `index_dir` (a directory, created if needed, or a
-    PostgresTarget); `lock_timeout`: seconds to wait for another writer before IndexLockedError."""
-    return Ingestor(index_dir, config, embedder=embedder, progress=progress, lock_timeout=lock_timeout).run(
-        paths, prune=prune, tenant=tenant, tags=tags, remove=remove)
+    PostgresTarget); `lock_timeout`: seconds to wait for another writer before IndexLockedError. `executor`: where
+    files are parsed and texts embedded (default: the one `config.executor` names; this process always commits)."""
+    executor = executor if executor is not None else open_executor(config)
+    return Ingestor(index_dir, config, embedder=embedder, progress=progress, lock_timeout=lock_timeout,
+                    executor=executor).run(paths, prune=prune, tenant=tenant, tags=tags, remove=remove)
 
 
 def repair(index_dir: Path) -> list[str]:

@@ -26,15 +26,21 @@ from rag.cli.common import (
 @click.option("--prune", is_flag=True, help="Remove documents whose files are gone.")
 @click.option("--tenant", default=None, help="Tenant the documents belong to (access control).")
 @click.option("--tag", "tags", multiple=True, help="Tag for the documents (repeatable).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Parse, chunk and embed on a Ray cluster: 'local' (start one here), 'auto', HOST:PORT or "
+                   "ray://HOST:PORT; this process still writes the index (ingest.executor = 'ray').")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_obj
 def ingest(obj: Ctx, paths: tuple[Path, ...], index_dir: Path | None, prune: bool, tenant: str | None,
-           tags: tuple[str, ...], as_json: bool) -> None:
+           tags: tuple[str, ...], ray_address: str | None, as_json: bool) -> None:
     """Ingest files and folders into the index (incremental; unchanged files are skipped)."""
     from rag import api
 
     with errors(as_json), progress_bar(not as_json and sys.stderr.isatty()) as progress:
-        report = api.ingest(list(paths), index_dir, obj.config, prune=prune, tenant=tenant, tags=tags,
+        config = obj.config
+        if ray_address is not None:
+            config = config.with_overrides(**{"ingest.executor": "ray", "ingest.ray_address": ray_address})
+        report = api.ingest(list(paths), index_dir, config, prune=prune, tenant=tenant, tags=tags,
                             progress=progress)
     failed = [{"source": f.source, "error": f.error} for f in report.failed]
     if as_json:
