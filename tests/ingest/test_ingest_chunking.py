@@ -18,7 +18,10 @@ pytestmark = pytest.mark.slow  # uses the real embedding model's tokenizer (sess
 
 
 def _word_pieces(embedder, text: str) -> int:
-    return len(embedder.tokenizer.tokenize(text))
+    tok = embedder.tokenizer  # transformers' tokenizer (torch backend) or the Rust tokenizers.Tokenizer (ONNX)
+    if hasattr(tok, "tokenize"):
+        return len(tok.tokenize(text))
+    return len(tok.encode(text, add_special_tokens=False).ids)
 
 
 def _check_provenance(doc: Document, chunks: list[Chunk], data: bytes, chunk_size: int, embedder) -> None:

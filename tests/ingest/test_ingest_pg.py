@@ -164,3 +164,31 @@ def test_filters_apply_inside_the_vector_search_on_both_plans(postgres, tmp_path
                 assert view.dense_search(q, 5, ChunkFilter(sources=("nothing*",))) == []
     finally:
         index.close()
+
+
+def test_keyword_filters_apply_inside_the_ranked_query(postgres, tmp_path: Path, hash_embedder) -> None:
+    """k=1 for the tenant whose chunk does not rank first still finds that tenant's chunk, by the filter inside the
+    ranked query alone (the snapshot itself may read every tenant), and no other row by row-level security."""
+    target = pg_target("keyword")
+    a_text = "The rare falcon nests here. " + " ".join(f"cliff{i} coast{i}" for i in range(60)) + "."
+    for tenant, text in (("a", a_text), ("b", "Rare, rare, rare: the rare falcon. " * 3)):
+        folder = tmp_path / tenant
+        folder.mkdir()
+        for i in range(5 if tenant == "b" else 1):
+            (folder / f"{tenant}{i}.txt").write_text(f"{text} Copy {i}.\n")
+        ingest_paths([folder], target, IngestConfig(), embedder=hash_embedder, tenant=tenant)
+    index = open_index(target)
+    try:
+        with index.snapshot(None) as view:
+            ranked = view.keyword_search('"rare"', 10, ChunkFilter())
+            assert sorted(view.chunks([i])[i].tenant for i, _ in ranked) == ["a"] + ["b"] * 5
+            first = view.chunks([ranked[0][0]])[ranked[0][0]].tenant
+            other = "b" if first == "a" else "a"
+            only = view.keyword_search('"rare"', 1, ChunkFilter(tenants=(other,)))
+            assert [view.chunks([i])[i].tenant for i, _ in only] == [other]
+            scores = [s for _, s in view.keyword_search('"rare" OR "falcon"', 10, ChunkFilter())]
+            assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+        with index.snapshot(("a",)) as view:  # the policy alone, with no filter given
+            assert {view.chunks([i])[i].tenant for i, _ in view.keyword_search('"rare"', 10, ChunkFilter())} == {"a"}
+    finally:
+        index.close()

@@ -141,7 +141,7 @@ def test_stream_of_the_answerer_equals_its_answer_text() -> None:
 
 
 def test_unanswerable_is_refused_before_generation_and_the_refusal_is_streamed() -> None:
-    deltas, final = _answer("It opened in 1998 [1].", {"contain the specific information": 0.2})
+    deltas, final = _answer("It opened in 1998 [1].", {"states the specific answer": 0.2})
     assert final.refused and "do not seem to answer" in final.refusal_reason
     assert "".join(deltas) == final.text == REFUSAL and "generate" not in final.timings
 

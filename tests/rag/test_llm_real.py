@@ -40,11 +40,15 @@ def test_openai_backend_against_real_server(llama_server):
 
 
 def test_openai_backend_answers_through_the_pipeline(llama_server, lecture_index, embedder):
+    # The 135M test model judges answerability poorly: the gate is opened so that the answer is generated, and the
+    # judge's P(yes), read from the server's top_logprobs, must still be a probability.
     cfg = Config().with_overrides(**{"answer.llm": "openai", "openai.base_url": llama_server,
-                                     "openai.model": "smollm2", "openai.max_tokens": 60})
+                                     "openai.model": "smollm2", "openai.max_tokens": 60,
+                                     "answer.min_answerability": 0.0})
     with open_pipeline(lecture_index, cfg, embedder=embedder) as r:
         a = r.ask("Which year did GANs appear?")
         off = r.ask("What is the capital city of Australia?")
+    assert a.quality.answerability is not None and 0.0 <= a.quality.answerability <= 1.0
     assert a.model == "smollm2" and a.usage.prompt_tokens > 100
     assert a.refused or all(c.quote in a.contexts[c.block - 1].chunk.text for c in a.citations)
     assert off.refused

@@ -156,7 +156,7 @@ def test_judge_probability_decides_with_the_term_checks() -> None:
 def test_answerability_asks_the_judge_after_the_documents() -> None:
     from rag.prompt import blocks_from_texts, build_prompt
 
-    judge = TableJudge({"specific information": 0.3})
+    judge = TableJudge({"states the specific answer": 0.3})
     prompt = build_prompt("Who wrote the manual?", blocks_from_texts([PASSAGE]))
     assert ClaimChecker(judge=judge).answerability(prompt) == 0.3
     assert ClaimChecker().answerability(prompt) is None  # no judge: the caller uses the retrieval evidence
