@@ -89,6 +89,10 @@ class OpenAIConfig(Settings):
     seed: int | None = 0
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
+    # Whether the server runs a second request while a stream is open. True (OpenAI, vLLM, Ollama with
+    # OLLAMA_NUM_PARALLEL > 1): sentences are checked while the model writes. False: the answer is read whole and
+    # then checked (llama.cpp's servers cancel a running request, or queue the next one, when another arrives).
+    concurrent: bool = False
 
 
 class LLMConfig(Settings):

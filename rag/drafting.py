@@ -4,7 +4,8 @@ therefore exactly the final answer's text.
 
 With a local model that can be paused (`interruptible`), the stream is stopped after the first sentence so that
 it is checked and shown at once (the first words come early), and resumed from the text written so far; the
-rest is checked as it completes.
+rest is checked as it completes. A server that runs requests side by side (`concurrent`) keeps writing while its
+sentences are checked; any other server's answer is read whole, then checked (its checks would interrupt it).
 """
 
 from __future__ import annotations
@@ -50,13 +51,22 @@ class Drafter:
 
     def __iter__(self) -> Iterator[str]:
         """Text deltas: each checked sentence with its markers (the first without a leading space)."""
+        self._prompt_tokens = 0
+        try:
+            yield from self._sentences()
+        finally:  # also when the model refused or the caller stopped reading
+            prompt_tokens = self._prompt_tokens or sum(  # a server that reports no usage: the backend's estimate
+                self.llm.count_tokens(m.content) for m in self.prompt.messages)
+            self.draft.usage = Usage(prompt_tokens, self._spent())
+
+    def _sentences(self) -> Iterator[str]:
         d = self.draft
         budget = self.prompt.max_tokens
         # A local model cannot answer a check while its stream is open (one model, one cache): it is paused
         # until the first sentence is shown, and later sentences are checked when the stream has ended.
         pausing = bool(getattr(self.llm, "interruptible", False)) and self.checker is not None
+        side_by_side = bool(getattr(self.llm, "concurrent", False)) or self.checker is None
         done = 0  # claims of model_text already decided
-        prompt_tokens = 0
         while True:
             prompt = self.prompt if budget is None else self.prompt.with_max_tokens(max(1, budget - self._spent()))
             stream = self.llm.stream(prompt, d.model_text) if d.model_text else self.llm.stream(prompt)
@@ -64,7 +74,7 @@ class Drafter:
             try:
                 for item in stream:
                     if isinstance(item, Usage):
-                        prompt_tokens = prompt_tokens or item.prompt_tokens
+                        self._prompt_tokens = self._prompt_tokens or item.prompt_tokens
                         continue
                     d.model_text += item
                     complete = split_claims(d.model_text, len(self.blocks))[:-1]  # the last may still grow
@@ -73,7 +83,7 @@ class Drafter:
                     if pausing and not d.shown:
                         paused = True
                         break
-                    if not pausing:  # a remote model keeps writing while its sentences are checked
+                    if not pausing and side_by_side:  # the server keeps writing while its sentences are checked
                         for claim in complete[done:]:
                             yield from self._decide(claim.text, claim.cited)
                             if d.refused_by_model:
@@ -97,7 +107,6 @@ class Drafter:
             yield from self._decide(claim.text, claim.cited)
             if d.refused_by_model:
                 return
-        d.usage = Usage(prompt_tokens, self.llm.count_tokens(d.model_text))
 
     def _spent(self) -> int:
         return self.llm.count_tokens(self.draft.model_text) if self.draft.model_text else 0

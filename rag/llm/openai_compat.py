@@ -36,6 +36,7 @@ class OpenAICompatLLM:
             )
         self.model = config.model
         self._config = config
+        self.concurrent = config.concurrent  # a second request may run while a stream is open (rag.drafting)
         self._openai = openai
         # A keyless server (Ollama, vLLM, llama.cpp: local or on another host) gets no Authorization header at all,
         # never a dummy key; the SDK insists on a key, so it is given a placeholder that every request omits.

@@ -21,7 +21,11 @@ def _word_pieces(embedder, text: str) -> int:
     tok = embedder.tokenizer  # transformers' tokenizer (torch backend) or the Rust tokenizers.Tokenizer (ONNX)
     if hasattr(tok, "tokenize"):
         return len(tok.tokenize(text))
-    return len(tok.encode(text, add_special_tokens=False).ids)
+    from tokenizers import Tokenizer
+
+    untruncated = Tokenizer.from_str(tok.to_str())  # the shared one truncates at the model's length
+    untruncated.no_truncation()
+    return len(untruncated.encode(text, add_special_tokens=False).ids)
 
 
 def _check_provenance(doc: Document, chunks: list[Chunk], data: bytes, chunk_size: int, embedder) -> None:

@@ -24,9 +24,10 @@ class ScriptedLLM:
     name = "scripted"
     model = "scripted"
 
-    def __init__(self, answer: str, interruptible: bool = False) -> None:
+    def __init__(self, answer: str, interruptible: bool = False, concurrent: bool = False) -> None:
         self.answer = answer
         self.interruptible = interruptible
+        self.concurrent = concurrent
         self.calls: list[str] = []  # the prefix each stream was resumed from
         self.open_streams = 0
 
@@ -100,6 +101,29 @@ def test_a_local_model_is_paused_for_its_first_sentence_then_resumed() -> None:
     assert text == answer
     assert len(llm.calls) == 2 and llm.calls[0] == "" and answer.startswith(llm.calls[1]) and llm.calls[1]
     assert "The mirror is 40 centimetres [1]." in llm.calls[1]  # resumed after the first checked sentence
+
+
+class WatchingJudge(TableJudge):
+    """Records how many of the model's streams were open at each check."""
+
+    def __init__(self, llm: ScriptedLLM) -> None:
+        super().__init__({})
+        self.watched, self.open_at_check = llm, []
+
+    def p_yes(self, prompt: Prompt) -> float:
+        self.open_at_check.append(self.watched.open_streams)
+        return super().p_yes(prompt)
+
+
+def test_a_server_is_checked_while_it_writes_only_when_it_runs_requests_side_by_side() -> None:
+    answer = "The mirror is 40 centimetres [1]. It opened in 1998 [1]. It has a 40 centimetre mirror [1]."
+    for concurrent in (False, True):
+        llm = ScriptedLLM(answer, concurrent=concurrent)  # a remote server: never paused
+        judge = WatchingJudge(llm)
+        text, _ = _draft(llm, ClaimChecker(judge=judge))
+        assert text == answer and llm.calls == [""]  # one request, never resumed
+        # llama.cpp's server cancels a running stream when a check arrives: checks wait for the whole answer.
+        assert judge.open_at_check and (any(judge.open_at_check) if concurrent else not any(judge.open_at_check))
 
 
 def test_uncited_sentences_get_the_block_that_supports_them_or_are_dropped() -> None:

@@ -48,7 +48,7 @@ def test_openai_backend_answers_through_the_pipeline(llama_server, lecture_index
     with open_pipeline(lecture_index, cfg, embedder=embedder) as r:
         a = r.ask("Which year did GANs appear?")
         off = r.ask("What is the capital city of Australia?")
-    assert a.quality.answerability is not None and 0.0 <= a.quality.answerability <= 1.0
+    assert a.evidence is not None and a.evidence.answerability is not None and 0.0 <= a.evidence.answerability <= 1.0
     assert a.model == "smollm2" and a.usage.prompt_tokens > 100
     assert a.refused or all(c.quote in a.contexts[c.block - 1].chunk.text for c in a.citations)
     assert off.refused
