@@ -173,10 +173,13 @@ def score_detectors(items: Sequence[LabelledItem], detectors: Mapping[str, Detec
                     progress: Callable[[str, int, int], None] | None = None) -> DetectionReport:
     """The figures of the given detectors (e.g. the checker) and of every baseline, on the same items."""
     every = {**detectors, **{k: baseline_detector(v) for k, v in BASELINES.items() if k not in detectors}}
+    # Answers to the same question over the same passages (one per backend) one after another: a local judge then
+    # evaluates their shared prompt once (llama.cpp's KV cache), not once per answer. The figures are sums.
+    ordered = sorted(items, key=lambda i: (i.question, tuple(i.contexts)))
     scores = {}
     for name, det in every.items():
         step = (lambda d, n, name=name: progress(name, d, n)) if progress else None
-        scores[name] = score_detector(items, det, name, step)
+        scores[name] = score_detector(ordered, det, name, step)
     return DetectionReport(file=file, split=split, items=len(items), sentences=sum(len(i.sentences) for i in items),
                            unsupported_sentences=sum(s.unsupported for i in items for s in i.sentences),
                            unsupported_answers=sum(i.unsupported for i in items), detectors=scores, checker=checker)

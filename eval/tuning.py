@@ -89,6 +89,7 @@ def checker_signals(labelled: Path, out: Path, config: Any) -> list[SentenceSign
     done = {(d["item"], d["sentence"]): SentenceSignals(**d) for d in _read(cache)}
     items = load_items(labelled)
     todo = [it for it in items if any((it.id, i) not in done for i in range(len(it.sentences)))]
+    todo.sort(key=lambda it: (it.question, tuple(it.contexts)))  # shared prompts one after another (KV cache)
     if todo:
         embedder = build_embedder(config)
         llm = build_llm(config, embedder=embedder)
@@ -98,6 +99,8 @@ def checker_signals(labelled: Path, out: Path, config: Any) -> list[SentenceSign
                 blocks = blocks_from_texts(list(it.contexts))
                 prompt = build_prompt(it.question, blocks)
                 for i, s in enumerate(it.sentences):
+                    if (it.id, i) in done:
+                        continue
                     contexts = list(it.contexts_of(s))
                     p = ask(checker.judge, prompt, claim_instruction(s.text, s.cited)) if checker.judge else None
                     sig = checker.signals(s.text, contexts, it.question)
