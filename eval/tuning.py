@@ -23,6 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
+MISCITATION_MARGINS = (0.1, 0.2, 0.3)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class SentenceSignals:
     similarity: float
     lexical: float
     negation: bool
+    miscitation: float = 0.0  # share of its words an uncited block holds beyond the best cited one
 
 
 def _f1(pairs: Sequence[tuple[bool, bool]]) -> tuple[float, float, float]:
@@ -47,16 +49,18 @@ def _f1(pairs: Sequence[tuple[bool, bool]]) -> tuple[float, float, float]:
 
 
 def choose_checker(signals: Sequence[SentenceSignals]) -> dict[str, Any]:
-    """The rule ("judge" = P(yes) < t flags; "judge+terms" also flags missing terms) and threshold with the best
-    dev F1; ties go to the higher precision, then to the threshold nearest 0.5."""
+    """The rule and thresholds with the best dev F1 of unsupported-sentence detection: "judge" flags P(yes) < t,
+    "judge+terms" also a missing number/name/identifier, "judge+terms+miscitation" also a sentence an uncited block
+    supports better by more than m. Ties go to the higher precision, then to t nearest 0.5."""
     trials = []
-    for rule in ("judge", "judge+terms"):
-        for t in THRESHOLDS:
-            flags = [(s.unsupported, (s.entailment is not None and s.entailment < t)
-                      or (rule == "judge+terms" and s.missing > 0)) for s in signals]
-            p, r, f = _f1(flags)
-            trials.append({"rule": rule, "min_entailment": t, "precision": round(p, 4), "recall": round(r, 4),
-                           "f1": round(f, 4)})
+    for rule in ("judge", "judge+terms", "judge+terms+miscitation"):
+        for m in (MISCITATION_MARGINS if rule.endswith("miscitation") else (1.0,)):
+            for t in THRESHOLDS:
+                flags = [(s.unsupported, (s.entailment is not None and s.entailment < t)
+                          or ("terms" in rule and s.missing > 0) or s.miscitation > m) for s in signals]
+                p, r, f = _f1(flags)
+                trials.append({"rule": rule, "min_entailment": t, "max_miscitation": m, "precision": round(p, 4),
+                               "recall": round(r, 4), "f1": round(f, 4)})
     best = max(trials, key=lambda x: (x["f1"], x["precision"], -abs(x["min_entailment"] - 0.5)))
     return {"chosen": best, "trials": trials, "sentences": len(signals),
             "unsupported": sum(s.unsupported for s in signals)}
@@ -102,10 +106,11 @@ def checker_signals(labelled: Path, out: Path, config: Any) -> list[SentenceSign
                     if (it.id, i) in done:
                         continue
                     contexts = list(it.contexts_of(s))
+                    others = [c for n, c in enumerate(it.contexts, start=1) if n not in s.cited] if s.cited else []
                     p = ask(checker.judge, prompt, claim_instruction(s.text, s.cited)) if checker.judge else None
-                    sig = checker.signals(s.text, contexts, it.question)
+                    sig = checker.signals(s.text, contexts, it.question, others=others)
                     row = SentenceSignals(it.id, i, s.unsupported, p, len(sig.missing), round(sig.similarity, 4),
-                                          round(sig.lexical, 4), bool(sig.negation))
+                                          round(sig.lexical, 4), bool(sig.negation), sig.miscitation)
                     done[(it.id, i)] = row
                     fh.write(json.dumps(asdict(row)) + "\n")
                     fh.flush()

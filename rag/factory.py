@@ -47,7 +47,8 @@ def build_checker(config: Config, embedder: Any, judge: Any = None) -> ClaimChec
     from rag.llm.base import judge_of
     from rag.verify import ClaimChecker
 
-    return ClaimChecker(embedder=embedder, judge=judge_of(judge), min_entailment=config.answer.min_entailment)
+    return ClaimChecker(embedder=embedder, judge=judge_of(judge), min_entailment=config.answer.min_entailment,
+                        max_miscitation=config.answer.max_miscitation)
 
 
 def open_collection(config: Config, readonly: bool = True) -> IndexBackend:

@@ -9,10 +9,13 @@ Signals, all local:
   * similarity: the bi-encoder similarity of the claim to its best passage sentence (or pair of adjacent
     sentences), and the share of its content words found in the passages;
   * polarity: a claim that is negated while its best sentence is not (or the reverse), or that uses a word whose
-    opposite its best sentence uses ("before"/"after", "more"/"less", ...).
-With a judge the verdict is entailment (and terms, when `check_terms`); without one, terms, similarity and
-polarity. Thresholds were chosen on the dev split of the labelled real answers (corpora/labelled, see
-eval/verification.py); the test split is reported, never tuned on.
+    opposite its best sentence uses ("before"/"after", "more"/"less", ...);
+  * miscitation: how much more of the claim's content words a block it does not cite holds than the best block
+    it cites (the sentence may be true, but not of what it cites).
+With a judge the verdict is entailment, terms (when `check_terms`) and miscitation (`max_miscitation`);
+without one, terms, similarity and polarity. The judge's wording, rule and thresholds were chosen on the dev
+split of the labelled real answers (corpora/labelled, python -m eval.tuning checker; the choice is recorded in
+corpora/labelled/tuning/); the test split is reported, never tuned on.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 from rag.llm.base import Judge
 from rag.prompt import Block, Prompt, blocks_from_texts, build_prompt
 from rag.records import ClaimVerdict
-from rag.text import content_words, split_claims
+from rag.text import content_words, split_claims, word_support
 from rag.verify.entailment import answerability_instruction, ask, claim_instruction
 from rag.verify.terms import extract_terms, lexical_support, missing_terms, opposite_in, passage_units, polarity_conflict
 
@@ -40,6 +43,7 @@ MIN_LEXICAL = 0.2
 NEGATION_MIN_SIMILARITY = 0.6
 SHORT_CLAIM_WORDS = 6  # claims with fewer content words are compared with their question prepended
 MIN_ENTAILMENT = 0.5  # P(yes) of the LLM judge a claim needs; see the module docstring
+MAX_MISCITATION = 0.1  # with a judge: a claim is miscited when an uncited block holds this much more of its words
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Signals:
     missing: tuple[str, ...] = ()  # numbers, names, identifiers, quoted strings not found
     negation: str = ""  # how the claim's polarity (a negation, an opposite word) differs from its best passage unit
     entailment: float | None = None  # the LLM judge's P(the cited documents state the claim); None without one
+    miscitation: float = 0.0  # share of the claim's words an uncited block holds beyond the best cited one (>= 0)
 
 
 class ClaimChecker:
@@ -59,7 +64,7 @@ class ClaimChecker:
     def __init__(self, embedder: Any = None, judge: Judge | None = None, min_similarity: float = MIN_SIMILARITY,
                  min_lexical: float = MIN_LEXICAL, negation_min_similarity: float = NEGATION_MIN_SIMILARITY,
                  check_terms: bool = True, check_negation: bool = True, min_entailment: float = MIN_ENTAILMENT,
-                 cache_size: int = 4096) -> None:
+                 max_miscitation: float = MAX_MISCITATION, cache_size: int = 4096) -> None:
         self.embedder = embedder
         self.judge = judge
         self.min_similarity = min_similarity
@@ -68,12 +73,14 @@ class ClaimChecker:
         self.check_terms = check_terms
         self.check_negation = check_negation
         self.min_entailment = min_entailment
+        self.max_miscitation = max_miscitation
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
     def settings(self) -> dict[str, Any]:
         return {"judge": type(self.judge).__name__ if self.judge is not None else None,
                 "min_entailment": self.min_entailment, "check_terms": self.check_terms,
+                "max_miscitation": self.max_miscitation,
                 "min_similarity": self.min_similarity, "min_lexical": self.min_lexical,
                 "negation_min_similarity": self.negation_min_similarity}
 
@@ -102,7 +109,8 @@ class ClaimChecker:
         if self.judge is not None:
             base = prompt if prompt is not None else build_prompt(question, blocks)
             entailment = ask(self.judge, base, claim_instruction(text, cited))
-        s = self.signals(text, contexts, question, entailment=entailment)
+        others = [b.text for b in blocks if b.number not in cited] if cited else []
+        s = self.signals(text, contexts, question, entailment=entailment, others=others)
         ok, reasons = self.decide(s)
         score = s.entailment if s.entailment is not None else s.similarity
         return ClaimVerdict(claim=text, supported=ok, score=round(float(score), 4), reason="; ".join(reasons),
@@ -121,7 +129,8 @@ class ClaimChecker:
         claims = [(c.text, c.cited) for c in split_claims(answer_text, len(contexts))]
         return self.check_sentences(question, claims, blocks)
 
-    def signals(self, claim: str, contexts: Sequence[str], question: str = "", entailment: float | None = None) -> Signals:
+    def signals(self, claim: str, contexts: Sequence[str], question: str = "", entailment: float | None = None,
+                others: Sequence[str] = ()) -> Signals:
         """The evidence about one claim, before any threshold is applied.
 
         A short claim ("512.", "It was written in 2000.") means little without its question, so its similarity
@@ -143,8 +152,12 @@ class ClaimChecker:
                 negation = flipped
             elif opposite_in(claim, best) and opposite_in(claim, lexical_best):
                 negation = opposite_in(claim, best)
+        miscitation = 0.0
+        if others:
+            cited_best = max(word_support(claim, c) for c in contexts)
+            miscitation = max(0.0, max(word_support(claim, o) for o in others) - cited_best)
         return Signals(similarity=sim, lexical=lexical_support(claim, context), missing=missing, negation=negation,
-                       entailment=entailment)
+                       entailment=entailment, miscitation=round(miscitation, 4))
 
     def decide(self, s: Signals) -> tuple[bool, list[str]]:
         """(supported, reasons it is not) from a claim's signals and this checker's thresholds."""
@@ -154,6 +167,8 @@ class ClaimChecker:
         if s.entailment is not None:
             if s.entailment < self.min_entailment:
                 reasons.append(f"the model finds it not stated in the cited passages (P {s.entailment:.2f})")
+            if s.miscitation > self.max_miscitation:
+                reasons.append(f"a passage it does not cite holds {s.miscitation:.0%} more of its words")
             return not reasons, reasons
         if s.similarity < self.min_similarity:
             reasons.append(f"similarity {s.similarity:.2f} below {self.min_similarity:.2f}")

@@ -22,14 +22,19 @@ def answerability_instruction(question: str) -> str:
 
 
 def claim_instruction(claim: str, cited: tuple[int, ...]) -> str:
+    # Chosen on the labelled dev answers among four wordings (python -m eval.tuning checker; AUC of 1 - P(yes) for
+    # unsupported vs supported dev sentences: this one 0.774; "Is this statement stated in ..., with the same
+    # names, numbers and meaning?" 0.712; "Does this statement contain any value, name or fact that ... does not
+    # state?" 0.726 inverted; a question-aware "... as the answer to this question" 0.586).
     if not cited:
         where = "one of the documents above"
     elif len(cited) == 1:
         where = f"document [{cited[0]}] above"
     else:
         where = "documents " + ", ".join(f"[{n}]" for n in cited[:-1]) + f" and [{cited[-1]}] above"
-    return (f"Statement: {claim}\n\nIs this statement stated in {where}, with the same names, numbers and "
-            "meaning? Reply with yes or no.")
+    return (f"Statement: {claim}\n\nAnswer yes only if {where} states everything this statement says (the same "
+            "values, names and facts). If it is about the topic but does not state this, or says something "
+            "different, answer no. Reply with yes or no.")
 
 
 def ask(judge: Judge, prompt: Prompt, instruction: str) -> float | None:

@@ -153,6 +153,22 @@ def test_judge_probability_decides_with_the_term_checks() -> None:
     assert all(q.startswith("Documents:") and PASSAGE[:40] in q for q in judge.questions)
 
 
+def test_a_sentence_that_another_block_supports_better_is_miscited() -> None:
+    """Issue 8's miscitations: a true sentence citing a block that does not hold it is flagged, even when the
+    judge is fooled (P 0.9); citing the block that holds it passes."""
+    from rag.prompt import blocks_from_texts
+
+    other = "Sourdough bread rises for twelve hours at room temperature before baking."
+    blocks = blocks_from_texts([PASSAGE, other])
+    claim = "Sourdough bread rises for twelve hours before baking."
+    checker = ClaimChecker(judge=TableJudge({}), max_miscitation=0.1)
+    wrong, right = checker.check_sentences(QUESTION, [(claim, (1,)), (claim, (2,))], blocks)
+    assert not wrong.supported and "does not cite" in wrong.reason
+    assert right.supported and right.score == 0.9
+    off = ClaimChecker(judge=TableJudge({}), max_miscitation=1.0).check_sentences(QUESTION, [(claim, (1,))], blocks)
+    assert "does not cite" not in off[0].reason  # 1.0 turns the rule off (its missing "12" still flags it)
+
+
 def test_answerability_asks_the_judge_after_the_documents() -> None:
     from rag.prompt import blocks_from_texts, build_prompt
 
