@@ -68,7 +68,8 @@ def _contents(index: Path) -> tuple[dict[str, str], dict[str, tuple], dict[str, 
 
 
 def test_an_index_built_on_the_cluster_is_the_local_index(cluster, tmp_path: Path) -> None:
-    # fp32 ONNX on both sides: int8 activations are quantised per batch, so their vectors move with the batching.
+    # fp32 ONNX on both sides (int8 encodes one text per call since f537eef, so it would match too; fp32 is the
+    # stricter comparison of the two pipelines, free of quantisation noise).
     config = IngestConfig(embedding=EmbeddingConfig(backend="onnx"))
     paths = [ROOT / "corpora" / name / "docs" for name in CORPORA]
     local = ingest_paths(paths, tmp_path / "local", config)
