@@ -72,7 +72,7 @@ class AnswerConfig(Settings):
 class LocalLLMConfig(Settings):
     model: str = "qwen2.5-1.5b"
     n_ctx: int = Field(4096, ge=256)
-    threads: int = Field(1, ge=1)
+    threads: int = Field(0, ge=0)  # 0 = the CPUs this process may use (llama.cpp's threads wait passively)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, ge=1)
     seed: int = 0

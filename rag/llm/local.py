@@ -45,8 +45,9 @@ class LocalLLM:
         self.model = config.model
         self._config = config
         self._lock = threading.Lock()
-        self._llm = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=config.threads,
-                          n_threads_batch=config.threads, seed=config.seed, verbose=False)
+        threads = config.threads or len(os.sched_getaffinity(0))
+        self._llm = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads,
+                          n_threads_batch=threads, seed=config.seed, verbose=False)
         model = self._llm._model
         eos = self._llm.token_eos()
         self._eos_text = model.token_get_text(eos) if eos != -1 else ""
