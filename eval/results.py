@@ -60,6 +60,9 @@ class EvalResult:
     check_error: str = ""  # checking the answer's claims failed: the answer counts as unchecked
     answerability: float | None = None  # how likely the passages answer the question (higher = more likely)
     answerability_source: str = ""  # "answerability" (the answer path's score) or "best_dense" (the fallback)
+    # The answer path's own verdicts while drafting: every sentence the model wrote and why it was dropped or
+    # shown (so a refusal for "no sentence supported" shows what the model had said). Not scored.
+    draft_verdicts: tuple[ClaimVerdict, ...] = ()
 
     @property
     def id(self) -> str:
@@ -88,6 +91,7 @@ class EvalResult:
             "check_error": self.check_error,
             "answerability": None if self.answerability is None else round(self.answerability, 6),
             "answerability_source": self.answerability_source,
+            "draft_verdicts": [v.to_dict() for v in self.draft_verdicts],
         }
 
     @classmethod
@@ -103,6 +107,8 @@ class EvalResult:
             retrieved=tuple(Retrieved(**r) for r in d.get("retrieved", [])),
             contexts=tuple(Context(**c) for c in d.get("contexts", [])),
             verdicts=tuple(ClaimVerdict(**{**v, "cited": tuple(v.get("cited", ()))}) for v in d.get("verdicts", [])),
+            draft_verdicts=tuple(ClaimVerdict(**{**v, "cited": tuple(v.get("cited", ()))})
+                                 for v in d.get("draft_verdicts", [])),
             model=d.get("model", ""),
             usage=dict(d.get("usage", {})),
             timings=dict(d.get("timings", {})),

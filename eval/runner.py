@@ -200,7 +200,8 @@ def evaluate_question(pipeline: RAG, question: Question, checker: ClaimChecker |
     return EvalResult(question=question, answer=text, refused=answer.refused,
                       refusal_reason=answer.refusal_reason, citations=answer.citations, retrieved=_retrieved(hits),
                       contexts=contexts, verdicts=verdicts, model=answer.model, usage=answer.usage.to_dict(),
-                      timings=timings, check_error=check_error, answerability=score, answerability_source=source)
+                      timings=timings, check_error=check_error, answerability=score, answerability_source=source,
+                      draft_verdicts=tuple(answer.verdicts))
 
 
 def run_questions(pipeline: RAG, questions: Sequence[Question], out_dir: str | Path, settings: RunSettings, *,

@@ -23,9 +23,10 @@ def roundtrip(d: dict) -> dict:
 def test_eval_result_and_scores_round_trip() -> None:
     q = Question("x", "Q?", "A.", ("2014",), (Source("a.pdf", 2),), True, "free form", {"evidence": ["p. 2"]})
     r = replace(make_result(q, verdicts=(verdict(True), verdict(False))), answerability=0.42,
-                answerability_source="answerability", check_error="")
+                answerability_source="answerability", check_error="", draft_verdicts=(verdict(False),))
     line = roundtrip(result_line(r))
     assert EvalResult.from_dict(line) == r
+    assert line["draft_verdicts"][0]["supported"] is False  # what the answer path dropped is kept for analysts
     assert line["extra"] == {"evidence": ["p. 2"]} and line["type"] == "free form"
     s = question_scores(r)
     assert QuestionScores.from_dict(line["scores"]) == s
