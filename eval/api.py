@@ -19,7 +19,7 @@ from eval import detector
 from eval.checking import answer_verdicts, checker_detector
 from eval.detection import DetectionReport, Detector, score_detectors
 from eval.labelled import load_items
-from eval.metrics import Metrics
+from eval.metrics import TIMING_KEYS, Metrics
 from eval.questions import load_questions
 from eval.report import write_reports
 from eval.runner import (
@@ -214,7 +214,7 @@ def rewrite_reports(run_dir: str | Path, recheck: bool = False, embedder: Any = 
         except (ValueError, KeyError, TypeError) as e:  # an older metrics.json: its optional sections are not kept
             log.warning("%s: optional sections not carried over (%s)", out / METRICS, e)
         timings = {k: v for k, v in old.get("timings", {}).items()
-                   if isinstance(v, int | float) and k not in ("answer_mean_s", "answer_p50_s", "answer_p95_s")}
+                   if isinstance(v, int | float) and k not in TIMING_KEYS}
     else:
         timings = {}
     metrics = summarize(results, settings, timings, **sections)

@@ -294,11 +294,17 @@ def aggregate(results: Sequence[EvalResult], *, indexed_sources: Sequence[str] =
                    hallucination=hallucination, refusal=refusal, by_type=by_type(pairs))
 
 
+TIMING_KEYS = ("answer_mean_s", "answer_p50_s", "answer_p95_s", "first_text_p50_s")
+
+
 def timing_summary(results: Sequence[EvalResult]) -> dict[str, float | None]:
-    """Mean, median and 95th percentile of the per-question answer time (seconds; errored questions left out)."""
+    """Mean, median and 95th percentile of the per-question answer time (seconds; errored questions left out),
+    and the median time to the first shown sentence of the answers given (a refusal shows none)."""
     totals = sorted(r.timings.get("total", 0.0) for r in results if not r.error and r.timings)
+    firsts = [r.timings["first_token"] for r in results if not r.error and "first_token" in r.timings]
+    first = round(statistics.median(firsts), 4) if firsts else None
     if not totals:
-        return {"answer_mean_s": None, "answer_p50_s": None, "answer_p95_s": None}
+        return {"answer_mean_s": None, "answer_p50_s": None, "answer_p95_s": None, "first_text_p50_s": first}
     p95 = totals[min(len(totals) - 1, math.ceil(0.95 * len(totals)) - 1)]
     return {"answer_mean_s": round(statistics.fmean(totals), 4), "answer_p50_s": round(statistics.median(totals), 4),
-            "answer_p95_s": round(p95, 4)}
+            "answer_p95_s": round(p95, 4), "first_text_p50_s": first}

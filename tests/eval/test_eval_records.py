@@ -56,3 +56,16 @@ def test_comparison_round_trips() -> None:
     assert d["metrics"]["answer.token_f1"] == {"a": 0.5, "b": 0.75, "delta": 0.25}
     assert d["metrics"]["x"]["delta"] is None
     assert Comparison.from_dict(d) == c
+
+
+def test_timing_summary_reports_the_median_time_to_the_first_shown_sentence() -> None:
+    from eval.metrics import timing_summary
+
+    q = make_question("x")
+    shown = [replace(make_result(q), timings={"total": t, "first_token": f}) for t, f in ((10.0, 4.0), (20.0, 6.0),
+                                                                                           (30.0, 9.0))]
+    refusal = replace(make_result(q, refused=True), timings={"total": 2.0})  # shows no sentence: no first text
+    failed = replace(make_result(q, error="boom"), timings={"total": 99.0, "first_token": 1.0})
+    t = timing_summary([*shown, refusal, failed])
+    assert t["first_text_p50_s"] == 6.0 and t["answer_p50_s"] == 15.0
+    assert timing_summary([refusal])["first_text_p50_s"] is None
