@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
-import time
 from typing import Any
 
 from ingest.backend import PostgresTarget
 from ingest.pg.connect import connect, migrate
+from rag.access.auditqueue import AuditQueue
 from rag.access.records import TOKEN_PREFIX, ApiKey, AuditEntry, NewKey, hash_token
 from rag.access.store import audit_row, new_key
 
@@ -85,15 +84,10 @@ class PgAccessStore:
         self.target = target
         self._db = open_shared(target, "rag-access")
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
-        self._writer_lock = threading.Lock()
+        self._audit = AuditQueue(lambda: open_shared(target, "rag-audit"), self._insert)
 
     def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join(timeout=10)
+        self._audit.close()
         with self._lock:
             self._db.close()
 
@@ -130,48 +124,16 @@ class PgAccessStore:
     def record(self, route: str, key_id: str | None, status: int, question: str | None = None,
                sources: list[str] | tuple[str, ...] = (), refused: bool | None = None) -> None:
         """Queue one audit row; never raises, never waits on the database."""
-        with self._writer_lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_loop, name="rag-audit", daemon=True)
-                self._writer.start()
-        self._queue.put(tuple(_text(v) for v in audit_row(route, key_id, status, question, sources, refused)))
+        self._audit.put(tuple(_text(v) for v in audit_row(route, key_id, status, question, sources, refused)))
 
     def flush(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline or self._writer is None or not self._writer.is_alive():
-                return not self._queue.unfinished_tasks
-            time.sleep(0.005)
-        return True
+        return self._audit.flush(timeout)
 
-    def _write_loop(self) -> None:
-        db = open_shared(self.target, "rag-audit")
-        sql = ("INSERT INTO audit(at, key_id, route, question, sources, refused, status) "
-               "VALUES (%s, %s, %s, %s, %s, %s::int::boolean, %s)")
-        try:
-            while True:
-                row = self._queue.get()
-                if row is None:
-                    self._queue.task_done()
-                    return
-                batch = [row]
-                while not self._queue.empty():
-                    nxt = self._queue.get_nowait()
-                    if nxt is None:
-                        self._queue.put(None)
-                        self._queue.task_done()
-                        break
-                    batch.append(nxt)
-                try:
-                    with db.transaction(), db.cursor() as cur:
-                        cur.executemany(sql, batch)
-                except Exception as e:  # the rows are lost, the writer goes on
-                    log.error("%d audit row(s) could not be written: %s", len(batch), e)
-                finally:
-                    for _ in batch:
-                        self._queue.task_done()
-        finally:
-            db.close()
+    @staticmethod
+    def _insert(db: Any, batch: list[tuple[Any, ...]]) -> None:
+        with db.transaction(), db.cursor() as cur:
+            cur.executemany("INSERT INTO audit(at, key_id, route, question, sources, refused, status) "
+                            "VALUES (%s, %s, %s, %s, %s, %s::int::boolean, %s)", batch)
 
     def audit(self, limit: int = 50) -> list[AuditEntry]:
         with self._lock:

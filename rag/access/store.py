@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import secrets
 import sqlite3
 import threading
@@ -14,6 +13,7 @@ from typing import Any
 
 from ingest.fsutil import private_file
 from rag.access import schema
+from rag.access.auditqueue import AuditQueue
 from rag.access.records import ALL_TENANTS, ROLES, TOKEN_PREFIX, AccessError, ApiKey, AuditEntry, NewKey, check_tenant, hash_token
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,10 @@ class AccessStore:
         self._db = _connect(self.path)
         schema.migrate(self._db)
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
-        self._writer_lock = threading.Lock()
+        self._audit = AuditQueue(lambda: _connect(self.path), self._insert)
 
     def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._queue.put(None)  # ends the writer thread
-            self._writer.join(timeout=10)
+        self._audit.close()
         with self._lock:
             self._db.close()
 
@@ -91,44 +86,11 @@ class AccessStore:
         Never raises and never blocks on the database: text is made storable (lone surrogates replaced) and
         capped, so no request, however malformed, can stop the audit log.
         """
-        with self._writer_lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_loop, name="rag-audit", daemon=True)
-                self._writer.start()
-        self._queue.put(audit_row(route, key_id, status, question, sources, refused))
+        self._audit.put(audit_row(route, key_id, status, question, sources, refused))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued audit row is written; False when that took longer than `timeout`."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline or self._writer is None or not self._writer.is_alive():
-                return not self._queue.unfinished_tasks
-            time.sleep(0.005)
-        return True
-
-    def _write_loop(self) -> None:
-        db = _connect(self.path)
-        try:
-            while True:
-                row = self._queue.get()
-                if row is None:
-                    self._queue.task_done()
-                    return
-                batch = [row]
-                while not self._queue.empty():  # rows that arrived together go in one transaction
-                    nxt = self._queue.get_nowait()
-                    if nxt is None:
-                        self._queue.put(None)
-                        self._queue.task_done()
-                        break
-                    batch.append(nxt)
-                try:
-                    self._insert(db, batch)
-                finally:
-                    for _ in batch:
-                        self._queue.task_done()
-        finally:
-            db.close()
+        return self._audit.flush(timeout)
 
     @staticmethod
     def _insert(db: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
