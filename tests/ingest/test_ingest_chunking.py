@@ -17,15 +17,20 @@ from ingest.records import Chunk, Document
 pytestmark = pytest.mark.slow  # uses the real embedding model's tokenizer (session fixture)
 
 
+_UNTRUNCATED: dict[int, tuple[object, object]] = {}  # id of a shared Rust tokenizer -> (it, its untruncated copy)
+
+
 def _word_pieces(embedder, text: str) -> int:
     tok = embedder.tokenizer  # transformers' tokenizer (torch backend) or the Rust tokenizers.Tokenizer (ONNX)
     if hasattr(tok, "tokenize"):
         return len(tok.tokenize(text))
-    from tokenizers import Tokenizer
+    if _UNTRUNCATED.get(id(tok), (None,))[0] is not tok:  # the shared one truncates at the model's length
+        from tokenizers import Tokenizer
 
-    untruncated = Tokenizer.from_str(tok.to_str())  # the shared one truncates at the model's length
-    untruncated.no_truncation()
-    return len(untruncated.encode(text, add_special_tokens=False).ids)
+        copy = Tokenizer.from_str(tok.to_str())
+        copy.no_truncation()
+        _UNTRUNCATED[id(tok)] = (tok, copy)
+    return len(_UNTRUNCATED[id(tok)][1].encode(text, add_special_tokens=False).ids)
 
 
 def _check_provenance(doc: Document, chunks: list[Chunk], data: bytes, chunk_size: int, embedder) -> None:
