@@ -43,16 +43,14 @@ EMBEDDED_READER = """
 import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
-import faiss
 from ingest.index import FaissIndex
 t = time.perf_counter()
 index = FaissIndex.load({path!r}, kind="hnsw", mmap=True)
 load = time.perf_counter() - t
-hnsw = faiss.downcast_index(index._index.index).hnsw  # efSearch: the product sets 64 (ingest/index.py)
 q = np.load({queries!r})
 out = {{"load_s": load, "by_ef": {{}}}}
 for ef in {efs!r}:
-    hnsw.efSearch = ef
+    index.ef_search = ef  # [index] ef_search: what each search passes FAISS as efSearch
     lat, ids = [], []
     for row in q:
         t = time.perf_counter()
@@ -72,8 +70,7 @@ sys.path.insert(0, {root!r})
 from ingest.backend import PostgresTarget
 from ingest.pg import index as pg_index
 from ingest.store import ChunkFilter
-pg_index.EF_MIN = {ef}
-index = pg_index.PgIndex(PostgresTarget(dsn_env="BENCH_PG_DSN", schema="bench"))
+index = pg_index.PgIndex(PostgresTarget(dsn_env="BENCH_PG_DSN", schema="bench"), ef_search={ef})
 q = np.load({queries!r})
 out = {{}}
 for name, tenants, n in (("unfiltered", None, 10), ("one tenant of 10", ("t3",), 10)):

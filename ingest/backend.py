@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ingest.config import ConfigError
+from ingest.config import DEFAULT_EF_SEARCH, ConfigError
 
 if TYPE_CHECKING:  # numpy and the stores are not imported by `rag.config`, which reads the [index] table here
     import numpy as np
@@ -195,15 +195,16 @@ class IndexWriter(Protocol):
     def close(self) -> None: ...
 
 
-def open_index(target: IndexTarget | str, readonly: bool = True) -> IndexBackend:
-    """Open an index for reading (the postgres backend imports psycopg here, and only here)."""
+def open_index(target: IndexTarget | str, readonly: bool = True, ef_search: int = DEFAULT_EF_SEARCH) -> IndexBackend:
+    """Open an index for reading (the postgres backend imports psycopg here, and only here); `ef_search` is the
+    breadth of its HNSW searches ([index] ef_search)."""
     if isinstance(target, PostgresTarget):
         from ingest.pg.index import PgIndex
 
-        return PgIndex(target)
+        return PgIndex(target, ef_search=ef_search)
     from ingest.collection import Collection
 
-    return Collection(Path(target), readonly=readonly)
+    return Collection(Path(target), readonly=readonly, ef_search=ef_search)
 
 
 def open_writer(target: IndexTarget | str, lock_timeout: float = 0.0) -> IndexWriter:

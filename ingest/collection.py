@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.config import IngestConfig
+from ingest.config import DEFAULT_EF_SEARCH, IngestConfig, check_ef_search
 from ingest.embedding import Encoder, check_same_encoder, encoder_of
 from ingest.errors import IndexCorruptError, IndexMismatchError
 from ingest.fsutil import atomic_write
@@ -133,8 +133,9 @@ class Collection:
     as a whole (`refresh`).
     """
 
-    def __init__(self, directory: Path, readonly: bool = True) -> None:
+    def __init__(self, directory: Path, readonly: bool = True, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         self.directory = Path(directory)
+        self.ef_search = check_ef_search(ef_search)  # HNSW search breadth of the FAISS index it loads ([index] ef_search)
         self._store_path = self.directory / STORE_FILE
         if readonly and not self._store_path.exists():
             raise IndexCorruptError(
@@ -192,7 +193,7 @@ class Collection:
         path = vectors_file(self.directory, gen)
         for _ in range(3):
             try:
-                return FaissIndex.load(path, kind=m.index_type, mmap=self._readonly)
+                return FaissIndex.load(path, kind=m.index_type, mmap=self._readonly, ef_search=self.ef_search)
             except RuntimeError:
                 # A writer may have committed a newer generation and removed this file: follow it.
                 newer = self.store.generation
@@ -201,7 +202,7 @@ class Collection:
                     continue
                 break
         log.warning("%s is missing or unreadable; rebuilding the vector index from stored vectors", path)
-        index = FaissIndex(m.dim, kind=m.index_type)
+        index = FaissIndex(m.dim, kind=m.index_type, ef_search=self.ef_search)
         ids, vecs = self.store.all_chunk_vectors(m.dim)
         index.rebuild(ids, vecs)
         return index

@@ -11,12 +11,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
+# Candidates an HNSW search keeps ([index] ef_search: FAISS efSearch, pgvector hnsw.ef_search); pgvector allows 1000.
+DEFAULT_EF_SEARCH = 64
+EF_SEARCH_MAX = 1000
 DEFAULT_EXTENSIONS = (".pdf", ".md", ".markdown", ".html", ".htm", ".txt", ".text", ".rst", ".docx", ".pptx",
                       ".epub")
 
 
 class ConfigError(ValueError):
     """A setting has a value that is not allowed; the message says which key, which value and what is allowed."""
+
+
+EF_SEARCH_RULE = (f"must be an integer from 1 to {EF_SEARCH_MAX} (the candidates an HNSW search keeps: more finds more "
+                  f"of the true nearest chunks, and takes longer; {DEFAULT_EF_SEARCH} by default)")
+
+
+def check_ef_search(value: Any, key: str = "index.ef_search") -> int:
+    """The HNSW search breadth as an int; ConfigError naming the key and the allowed range otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= EF_SEARCH_MAX:
+        raise ConfigError(f"{key} = {value!r}: {EF_SEARCH_RULE}")
+    return value
 
 
 class Settings(BaseModel):

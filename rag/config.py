@@ -14,11 +14,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.backend import IndexTarget, target_for
-from ingest.config import ConfigError, IngestConfig, Settings, validated
+from ingest.config import DEFAULT_EF_SEARCH, EF_SEARCH_RULE, ConfigError, IngestConfig, Settings, check_ef_search, validated
 
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("rrf", "weighted")
@@ -34,6 +34,17 @@ class IndexConfig(Settings):
     backend: Literal["embedded", "postgres"] = "embedded"
     dsn_env: str = "RAG_PG_DSN"
     pg_schema: str = "rag"
+    # Candidates an HNSW search keeps (FAISS efSearch; pgvector hnsw.ef_search, which a filter may raise): higher
+    # finds more of the true nearest chunks and costs latency. Never below the hits a search asks for.
+    ef_search: int = DEFAULT_EF_SEARCH
+
+    @field_validator("ef_search", mode="wrap")
+    @classmethod
+    def _ef_search(cls, value: Any, to_int: ValidatorFunctionWrapHandler) -> int:
+        try:  # lax like the other integers ("64" from the environment), but `true` is no breadth
+            return check_ef_search(value if isinstance(value, bool) else to_int(value))
+        except (ValidationError, ConfigError):
+            raise ValueError(EF_SEARCH_RULE) from None  # describe_errors adds the key and the value
 
     @model_validator(mode="after")
     def _target_names(self) -> IndexConfig:

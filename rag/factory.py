@@ -55,7 +55,7 @@ def open_collection(config: Config, readonly: bool = True) -> IndexBackend:
     """The configured index: an index directory (embedded) or a PostgreSQL schema (index.backend = "postgres")."""
     from ingest.backend import open_index
 
-    return open_index(config.index.target, readonly=readonly)
+    return open_index(config.index.target, readonly=readonly, ef_search=config.index.ef_search)
 
 
 def open_access(config: Config, index_dir: Path | None = None) -> AccessStore:

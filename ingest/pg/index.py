@@ -21,6 +21,7 @@ import numpy as np
 
 from ingest.backend import PostgresTarget, tenants_setting
 from ingest.collection import Manifest, check_manifest_embedder
+from ingest.config import DEFAULT_EF_SEARCH, EF_SEARCH_MAX, check_ef_search
 from ingest.pg.connect import connect, migrate, reader_role, schema_version
 from ingest.pg.query import TS_CONFIG, filter_sql, match_terms, term_of
 from ingest.pg.schema import TABLES, index_steps
@@ -30,8 +31,6 @@ from ingest.store import ChunkFilter, StoredDocument
 
 log = logging.getLogger(__name__)
 
-EF_MIN = 40  # hnsw.ef_search of an unfiltered search (pgvector's default), raised to n when more hits are wanted
-EF_MAX = 1000  # pgvector's largest hnsw.ef_search
 EXACT_MAX = 20_000  # a filter admitting at most this many chunks is searched exactly (no index)
 OVERSAMPLE = 2.0  # candidates the HNSW scan keeps per admitted hit wanted, over the filter's selectivity
 IDF_CAP = 100_000  # postings counted per term for its idf
@@ -131,16 +130,16 @@ class PgView(PgReads):
             return []
         q = np.asarray(qvec, dtype=np.float32).reshape(-1)
         f = filter_sql(flt)
-        ef, want = max(EF_MIN, n), n
+        ef, want = max(self.index.ef_search, n), n
         if not flt.empty or self.tenants != "*":
             admitted = self.admitted(flt)
             if admitted == 0:
                 return []
             want = min(n, admitted)
-            ef = max(EF_MIN, math.ceil(n * max(1.0, m.chunks / admitted) * OVERSAMPLE))
-            if admitted <= EXACT_MAX or ef > EF_MAX:
+            ef = max(self.index.ef_search, math.ceil(n * max(1.0, m.chunks / admitted) * OVERSAMPLE))
+            if admitted <= EXACT_MAX or ef > EF_SEARCH_MAX:
                 return self._exact(q, n, f.source(), f.where, f.params)
-        self.conn.execute(f"SET LOCAL hnsw.ef_search = {min(EF_MAX, max(ef, n))}")
+        self.conn.execute(f"SET LOCAL hnsw.ef_search = {min(EF_SEARCH_MAX, max(ef, n))}")
         rows = self.conn.execute(
             f"SELECT c.id, 1 - (c.embedding <=> %s) FROM {f.source()} WHERE c.embedding IS NOT NULL AND {f.where} "
             "ORDER BY c.embedding <=> %s LIMIT %s", (q, *f.params, q, n)).fetchall()
@@ -210,8 +209,9 @@ class PgView(PgReads):
 class PgIndex:
     """An index in a PostgreSQL schema (IndexBackend); safe to share between threads."""
 
-    def __init__(self, target: PostgresTarget) -> None:
+    def __init__(self, target: PostgresTarget, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         self.target = target
+        self.ef_search = check_ef_search(ef_search)  # hnsw.ef_search of an unfiltered search, raised to n hits
         self.location = str(target)
         self._reader = reader_role(target)
         self._local = threading.local()
