@@ -145,6 +145,11 @@ class IndexBackend(Protocol):
 
     def size_bytes(self) -> int: ...
 
+    def probe(self) -> int:
+        """The committed generation's chunk count, read now as a new reader would (no search); IndexUnavailableError
+        when the index cannot be read."""
+        ...
+
     @property
     def schema_version(self) -> int: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.config import DEFAULT_EF_SEARCH, IngestConfig, check_ef_search
 from ingest.embedding import Encoder, check_same_encoder, encoder_of
-from ingest.errors import IndexCorruptError, IndexMismatchError
+from ingest.errors import IndexCorruptError, IndexMismatchError, IndexUnavailableError
 from ingest.fsutil import atomic_write
 from ingest.index import FaissIndex
 from ingest.schema import SCHEMA_VERSION
@@ -237,6 +238,22 @@ class Collection:
 
     def size_bytes(self) -> int:
         return self.size_on_disk()
+
+    def probe(self) -> int:
+        """The committed generation's chunk count (its manifest), through a fresh read-only connection: this
+        process's own connections keep reading a folder removed under them. The FAISS file is not checked: a reader
+        that finds it missing rebuilds it from the stored vectors (_load_vectors)."""
+        if not self.directory.is_dir():
+            raise IndexUnavailableError("the index folder is missing", str(self.directory))
+        try:
+            store = Store(self._store_path, readonly=True)
+            try:
+                raw = store.get_meta("manifest")
+            finally:
+                store.close()
+        except sqlite3.Error as e:
+            raise IndexUnavailableError("the index store cannot be read", f"{self._store_path}: {e}") from e
+        return Manifest(**json.loads(raw)).chunks if raw else 0
 
     def consistency(self) -> list[str]:
         """Problems found: FAISS ids and SQLite chunk rows must be the same set; empty when consistent."""

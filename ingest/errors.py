@@ -26,3 +26,12 @@ class IndexMismatchError(IngestError):
 
 class IndexCorruptError(IngestError):
     """The index directory is not a readable rag index."""
+
+
+class IndexUnavailableError(IngestError):
+    """An open index cannot be read now (its folder is gone, its database unreachable). `reason` says which in a few
+    words that may be shown to anyone; the message adds the details (the server's error) for the log."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason

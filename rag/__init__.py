@@ -15,12 +15,13 @@ from typing import Any
 __version__ = "0.2.0"
 
 _EXPORTS = {
-    "RAG": "rag.api", "Stats": "rag.api", "ingest": "rag.api", "open_pipeline": "rag.api", "stats": "rag.api",
+    "RAG": "rag.api", "Readiness": "rag.api", "Stats": "rag.api", "ingest": "rag.api", "open_pipeline": "rag.api",
+    "stats": "rag.api",
     "Config": "rag.config", "find_config_file": "rag.config", "load_config": "rag.config",
     "Answer": "rag.records", "Citation": "rag.records", "Evidence": "rag.records", "Hit": "rag.records",
     "Usage": "rag.records",
 }
-__all__ = ["RAG", "Answer", "Citation", "Config", "Evidence", "Hit", "Stats", "Usage", "__version__",
+__all__ = ["RAG", "Answer", "Citation", "Config", "Evidence", "Hit", "Readiness", "Stats", "Usage", "__version__",
            "find_config_file", "ingest", "load_config", "open", "open_pipeline", "stats"]
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.backend import IndexBackend, IndexTarget, PostgresTarget, open_index
 from ingest.embedding import Embedder
+from ingest.errors import IndexUnavailableError
 from ingest.store import ChunkFilter, StoredDocument
 from rag import factory
 from rag.config import Config
@@ -50,6 +51,16 @@ class Stats:
     @property
     def consistent(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the open index can be read now (GET /readyz): its chunk count, or in a few words why not."""
+
+    ready: bool
+    index: str  # the backend: "embedded" | "postgres"
+    chunks: int = 0  # all tenants together: a total, no documents named
+    reason: str = ""
 
 
 def target_of(index_dir: str | Path | PostgresTarget | None, config: Config) -> IndexTarget:
@@ -169,6 +180,19 @@ class RAG:
         """Ingest into this index with this pipeline's embedder; readers see the new generation when it commits."""
         return ingest(paths, self.config.index_dir, self.config, tenant=tenant, tags=tags, remove=remove,
                       prune=prune, progress=progress, embedder=self.embedder, lock_timeout=lock_timeout)
+
+    def ready(self) -> Readiness:
+        """Whether the index can be read now: a cheap read through the backend (no model, no search); the details
+        of a failure are logged, the reason returned is safe to show anyone."""
+        backend = self.config.index.backend
+        try:
+            return Readiness(ready=True, index=backend, chunks=self.collection.probe())
+        except IndexUnavailableError as e:
+            log.warning("the index is not ready: %s", e)
+            return Readiness(ready=False, index=backend, reason=e.reason)
+        except Exception as e:  # whatever else the backend raised: not ready either, and the log says what
+            log.warning("the index is not ready", exc_info=True)
+            return Readiness(ready=False, index=backend, reason=f"the index cannot be read ({type(e).__name__})")
 
     def document(self, source: str, tenant: str | None) -> StoredDocument | None:
         """The indexed document `source` of `tenant` (None: documents ingested without a tenant), or None."""

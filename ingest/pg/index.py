@@ -22,7 +22,8 @@ import numpy as np
 from ingest.backend import PostgresTarget, tenants_setting
 from ingest.collection import Manifest, check_manifest_embedder
 from ingest.config import DEFAULT_EF_SEARCH, EF_SEARCH_MAX, check_ef_search
-from ingest.pg.connect import connect, migrate, reader_role, schema_version
+from ingest.errors import IndexUnavailableError
+from ingest.pg.connect import PostgresError, connect, migrate, psycopg_module, reader_role, schema_version
 from ingest.pg.query import TS_CONFIG, filter_sql, match_terms, term_of
 from ingest.pg.schema import TABLES, index_steps
 from ingest.pg.vectors import register_vector
@@ -322,6 +323,20 @@ class PgIndex:
             if unsafe:
                 problems.append("row-level security is off on " + ", ".join(r[0] for r in unsafe))
         return problems
+
+    def probe(self) -> int:
+        """The committed generation's chunk count (its manifest), read in a snapshot through this thread's
+        connection, as a search would (a new connection when the database dropped the old one)."""
+        pg = psycopg_module()
+        try:
+            with self.snapshot() as view:
+                return view.manifest.chunks if view.manifest is not None else 0
+        except PostgresError as e:  # cannot connect (the message is scrubbed of the connection string)
+            raise IndexUnavailableError("the database is unreachable", str(e)) from e
+        except pg.OperationalError as e:  # e.g. the server went away under an open connection
+            raise IndexUnavailableError("the database is unreachable", f"index {self.target}: {e}") from e
+        except pg.Error as e:
+            raise IndexUnavailableError("the database cannot be read", f"index {self.target}: {e}") from e
 
     def size_bytes(self) -> int:
         with self.snapshot() as view:

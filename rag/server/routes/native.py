@@ -1,4 +1,4 @@
-"""Native routes: /v1/ask, /v1/retrieve, /v1/models, /healthz and the web page."""
+"""Native routes: /v1/ask, /v1/retrieve, /v1/models, /healthz, /readyz and the web page."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from rag.server.deps import Key, check_question
 from rag.server.schemas import MODEL_ID, AskBody, RetrieveBody
@@ -24,7 +24,17 @@ def page() -> FileResponse:
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
+    """Liveness: the process answers (nothing else is touched)."""
     return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    """Readiness, for load balancers: 200 while the index can be read, else 503 and why. No key: a total count only."""
+    r = state(request).rag.ready()
+    if r.ready:
+        return JSONResponse({"status": "ready", "index": r.index, "chunks": r.chunks})
+    return JSONResponse({"status": "unavailable", "index": r.index, "reason": r.reason}, status_code=503)
 
 
 @router.get("/v1/models")
