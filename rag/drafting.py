@@ -1,6 +1,7 @@
 """Generating an answer that never takes words back: the model's text is cut into sentences as it streams, each
 sentence is checked against the block it cites, and only sentences that pass are shown. What is streamed is
-therefore exactly the final answer's text.
+therefore exactly the final answer's text. A sentence that fails against its citation but is supported by another
+block is shown citing that block (ClaimChecker.recite): small models often cite a neighbouring block.
 
 With a local model that can be paused (`interruptible`), the stream is stopped after the first sentence so that
 it is checked and shown at once (the first words come early), and resumed from the text written so far; the
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag import citations as cite
 from rag.llm.base import LLM
@@ -122,6 +123,12 @@ class Drafter:
             t = time.perf_counter()
             verdict = self.checker.check_claim(self.question, sentence.text, sentence.blocks,  # type: ignore[attr-defined]
                                                self.blocks, self.prompt)
+            if not verdict.supported:  # a true sentence citing the wrong block is shown with the right one
+                recited = self.checker.recite(self.question, sentence.text, sentence.blocks,  # type: ignore[attr-defined]
+                                              self.blocks, self.prompt)
+                if recited is not None:
+                    verdict = replace(recited, reason=f"{recited.reason} (as cited: {verdict.reason})")
+                    sentence = cite.CitedSentence(sentence.text, recited.cited)
             d.check_seconds += time.perf_counter() - t
             d.verdicts.append(verdict)
             if not verdict.supported:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,34 @@ class ClaimChecker:
         score = s.entailment if s.entailment is not None else s.similarity
         return ClaimVerdict(claim=text, supported=ok, score=round(float(score), 4), reason="; ".join(reasons),
                             cited=cited)
+
+    def recite(self, question: str, text: str, cited: tuple[int, ...], blocks: Sequence[Block],
+               prompt: Prompt | None = None) -> ClaimVerdict | None:
+        """The verdict on a sentence that failed against what it cites, checked against the block that holds
+        its words instead, when one does (None when none does, or that one does not support it either).
+
+        Small models often cite a neighbouring block ("[2]" for a fact of [1]). The answer path repairs the
+        citation rather than dropping a true sentence; `rag verify` scores sentences as written and never calls
+        this. A candidate must hold every number, name and identifier of the sentence and more of its words than
+        any block it cites; only the best candidate is tried (one more judge question, a few tokens).
+        """
+        by_number = {b.number: b.text for b in blocks}
+        cited = tuple(n for n in cited if n in by_number)
+        if not cited or not content_words(text):
+            return None
+        terms = extract_terms(text)
+        cited_best = max(word_support(text, by_number[n]) for n in cited)
+        candidates = [(word_support(text, b.text), b.number) for b in blocks
+                      if b.number not in cited and not missing_terms(terms, b.text)]
+        candidates = [c for c in candidates if c[0] > cited_best]
+        if not candidates:
+            return None
+        _, number = max(candidates)
+        verdict = self.check_claim(question, text, (number,), blocks, prompt)
+        if not verdict.supported:
+            return None
+        old = ", ".join(f"[{n}]" for n in cited)
+        return replace(verdict, reason=f"re-cited from {old} to [{number}]")
 
     def check_sentences(self, question: str, sentences: Sequence[tuple[str, tuple[int, ...]]],
                         blocks: Sequence[Block], prompt: Prompt | None = None) -> list[ClaimVerdict]:

@@ -183,3 +183,44 @@ def test_is_refusal_needs_the_whole_answer_to_decline() -> None:
     assert cite.is_refusal("")
     assert not cite.is_refusal("SQLite keeps no information about column order [1].")
     assert not cite.is_refusal("The documents do not mention the port. The default timeout is 5 seconds [2].")
+
+
+def test_a_true_sentence_citing_the_wrong_block_is_shown_citing_the_right_one() -> None:
+    """Small models often cite a neighbouring block: the sentence is re-cited, not dropped (a false refusal)."""
+    llm = ScriptedLLM("Bread rises for twelve hours [1].")
+    judge = TableJudge({"Bread rises for twelve hours.\n\nAnswer yes only if document [1]": 0.1})
+    text, d = _draft(llm, ClaimChecker(judge=judge))
+    assert text == "Bread rises for twelve hours [2]."
+    (verdict,) = d.draft.verdicts
+    assert verdict.supported and verdict.cited == (2,) and verdict.reason.startswith("re-cited from [1] to [2]")
+    assert len(judge.asked) == 2 and "document [2]" in judge.asked[1]  # one more question, about block 2
+    assert [s.blocks for s in d.draft.shown] == [(2,)]
+    # without a judge the local signals decide the same way
+    text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), ClaimChecker())
+    assert text == "Bread rises for twelve hours [2]."
+
+
+def test_re_citing_needs_a_block_that_holds_the_sentence_and_a_judge_that_agrees() -> None:
+    # the block holding its words does not support it either: still dropped, after one more question
+    llm = ScriptedLLM("The observatory opened in 1998 [1]. Bread rises for twelve days [1].")
+    judge = TableJudge({"twelve days": 0.1})
+    text, d = _draft(llm, ClaimChecker(judge=judge))
+    assert text == "The observatory opened in 1998 [1]."
+    assert [v.supported for v in d.draft.verdicts] == [True, False] and "re-cited" not in d.draft.verdicts[1].reason
+    # no other block holds the sentence's number and words: no second question is asked
+    judge = TableJudge({"green": 0.1})
+    text, d = _draft(ScriptedLLM("The moon is made of green cheese [2]."), ClaimChecker(judge=judge))
+    assert text == "" and len(judge.asked) == 1
+
+
+def test_recite_picks_only_a_block_holding_every_term_and_more_of_the_words() -> None:
+    blocks = blocks_from_texts(["The pump runs at 1450 rpm in normal operation.",
+                                "The pump housing is cast iron.",
+                                "In normal operation the pump runs quietly."])
+    checker = ClaimChecker()
+    v = checker.recite("How fast does the pump run?", "The pump runs at 1450 rpm.", (2,), blocks)
+    assert v is not None and v.supported and v.cited == (1,)
+    # block 3 holds more words than block 2 but not the number: never chosen
+    assert checker.recite("How fast?", "The pump runs at 1450 rpm.", (1,), blocks) is None
+    assert checker.recite("How fast?", "The pump runs at 9999 rpm.", (2,), blocks) is None
+    assert checker.recite("How fast?", "The pump runs at 1450 rpm.", (), blocks) is None  # nothing cited: nothing to repair
