@@ -11,6 +11,7 @@ from rag.text import STOPWORDS, content_words, split_sentences, word_support
 NEGATION_SCOPE = 5  # tokens after a negation word (in its clause) that it negates; chosen on dev
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?!\w)%?")
 _WORD = re.compile(r"\w+(?:[.'’-]\w+)*(?:\(\))?")
+_FENCE = re.compile(r"```(?:[A-Za-z][\w+-]{0,11}(?=\s))?([^`]{1,200})```")
 _QUOTED = re.compile(r"\"([^\"]{2,60})\"|“([^”]{2,60})”|`([^`]{1,60})`|(?<!\w)'([^']{2,60})'(?!\w)")
 _CARDINALS = {
     "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
@@ -83,7 +84,9 @@ def _is_identifier(tok: str) -> bool:
 
 def extract_terms(claim: str) -> Terms:
     """Numbers, names, identifiers and quoted strings of a claim (the first word counts only if code-like)."""
-    quoted = tuple(dict.fromkeys(next(g for g in m.groups() if g) for m in _QUOTED.finditer(claim)))
+    # A fenced code block counts as one quoted string without its language tag ("```r read.table(...)```").
+    unfenced = _FENCE.sub(lambda m: f"`{m.group(1).strip()}`", claim)
+    quoted = tuple(dict.fromkeys(next(g for g in m.groups() if g) for m in _QUOTED.finditer(unfenced)))
     names: list[str] = []
     idents: list[str] = []
     for m in _WORD.finditer(claim):

@@ -182,3 +182,12 @@ def test_a_failing_judge_leaves_the_local_signals_in_charge() -> None:
     verdicts = ClaimChecker(judge=FailingJudge()).check_answer(QUESTION, f"{FAITHFUL[0]} {UNFAITHFUL['number']}",
                                                                [PASSAGE])
     assert [v.supported for v in verdicts] == [True, False]
+
+
+def test_a_fenced_code_block_is_one_quoted_term_without_its_language_tag() -> None:
+    claim = 'For example: ```r read.table("file.dat", fileEncoding="latin1") ``` reads it.'
+    assert extract_terms(claim).quoted == ('read.table("file.dat", fileEncoding="latin1")',)
+    assert extract_terms("Run ```sql\nSELECT 1;\n``` first.").quoted == ("SELECT 1;",)
+    assert extract_terms("Use ```print(x)``` here.").quoted == ("print(x)",)
+    block = 'To read it use read.table("file.dat", fileEncoding="latin1") in a UTF-8 locale.'
+    assert missing_terms(extract_terms(claim), block) == []
