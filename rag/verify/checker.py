@@ -5,7 +5,7 @@ Signals, all local:
     the cited document states the claim; P(yes) must reach `min_entailment`. It reads the answer's own prompt,
     so a local model evaluates only the question's tokens;
   * terms: numbers, names (capitalised words), identifiers (code-like tokens) and quoted strings of the claim
-    must occur in the cited passages (all passages when none is cited);
+    must occur in the cited passages (all passages when none is cited) or in the question itself;
   * similarity: the bi-encoder similarity of the claim to its best passage sentence (or pair of adjacent
     sentences), and the share of its content words found in the passages;
   * polarity: a claim that is negated while its best sentence is not (or the reverse), or that uses a word whose
@@ -133,7 +133,7 @@ class ClaimChecker:
         terms = extract_terms(text)
         cited_best = max(word_support(text, by_number[n]) for n in cited)
         candidates = [(word_support(text, b.text), b.number) for b in blocks
-                      if b.number not in cited and not missing_terms(terms, b.text)]
+                      if b.number not in cited and not missing_terms(terms, f"{b.text}\n{question}")]
         candidates = [c for c in candidates if c[0] > cited_best]
         if not candidates:
             return None
@@ -165,7 +165,8 @@ class ClaimChecker:
         is also measured with the question prepended, and the better of the two counts.
         """
         context = "\n".join(contexts)
-        missing = tuple(missing_terms(extract_terms(claim), context)) if self.check_terms else ()
+        # The question's own names and numbers are given: a claim restating them asserts nothing new by them.
+        missing = tuple(missing_terms(extract_terms(claim), f"{context}\n{question}")) if self.check_terms else ()
         units = [u for c in contexts for u in passage_units(c)]
         sim, best = self._best(claim, units)
         if question and len(content_words(claim)) < SHORT_CLAIM_WORDS:

@@ -191,3 +191,15 @@ def test_a_fenced_code_block_is_one_quoted_term_without_its_language_tag() -> No
     assert extract_terms("Use ```print(x)``` here.").quoted == ("print(x)",)
     block = 'To read it use read.table("file.dat", fileEncoding="latin1") in a UTF-8 locale.'
     assert missing_terms(extract_terms(claim), block) == []
+
+
+def test_names_given_by_the_question_need_not_be_in_the_cited_block() -> None:
+    checker = ClaimChecker()
+    block = "The default maximum number of columns in a table is 2000."
+    question = "What is the default maximum number of columns allowed in an SQLite table?"
+    supported = checker.signals("The default maximum number of columns allowed in an SQLite table is 2000.", [block],
+                                question)
+    assert supported.missing == ()
+    # a name the question does not give, and a number the block does not give, are still missing
+    other = checker.signals("PostgreSQL allows 1600 columns.", [block], question)
+    assert set(other.missing) >= {"PostgreSQL", "1600"}
