@@ -24,10 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 READER = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
 from ingest.index import FaissIndex
+def peak_mib():  # VmHWM of this process; ru_maxrss would count the parent's resident memory at fork
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
 t = time.perf_counter()
 index = FaissIndex.load({path!r}, kind={kind!r}, mmap=True)
 load = time.perf_counter() - t
@@ -41,7 +43,7 @@ for row in q:
     ids.append(i[0].tolist())
 lat.sort()
 print(json.dumps({{"load_s": load, "p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(0.99 * (len(lat) - 1))],
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ids": ids}}))
+                  "rss_mb": peak_mib(), "ids": ids}}))
 """
 
 

@@ -45,15 +45,19 @@ WORDS = ("retrieval model index vector query chunk document tenant answer citati
          "server replica latency recall memory search filter ranking fusion keyword dense sparse schema").split()
 
 EMBEDDED_READER = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
 from ingest.index import FaissIndex
+def status():  # resident memory: its peak (VmHWM: ru_maxrss would include the parent's at fork), private (anonymous)
+    # pages, and pages of the mapped index file
+    d = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return {{k: int(d[k].split()[0]) / 1024 for k in ("VmHWM", "RssAnon", "RssFile", "RssShmem")}}
 t = time.perf_counter()
 index = FaissIndex.load({path!r}, kind="hnsw", mmap=True)
 load = time.perf_counter() - t
 q = np.load({queries!r})
-out = {{"load_s": load, "by_ef": {{}}}}
+out = {{"load_s": load, "by_ef": {{}}, "after_load_mib": status()}}
 for ef in {efs!r}:
     index.ef_search = ef  # [index] ef_search: what each search passes FAISS as efSearch
     lat, ids = [], []
@@ -64,7 +68,7 @@ for ef in {efs!r}:
         ids.append(i[0].tolist())
     lat.sort()
     out["by_ef"][ef] = {{"p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(0.99 * (len(lat) - 1))], "ids": ids}}
-out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["after_queries_mib"] = status()
 print(json.dumps(out))
 """
 
@@ -106,6 +110,7 @@ def run_embedded(xb: np.ndarray, xq: np.ndarray, exact: np.ndarray, m: int, efs:
     index = FaissIndex(xb.shape[1], kind="hnsw", hnsw_m=m)
     index.rebuild(np.arange(len(xb), dtype=np.int64), xb)
     build = time.perf_counter() - t
+    print(f"  embedded: HNSW built in {build:.0f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
         path = Path(tmp) / "vectors.faiss"
         index.save(path)
@@ -118,12 +123,13 @@ def run_embedded(xb: np.ndarray, xq: np.ndarray, exact: np.ndarray, m: int, efs:
         size = path.stat().st_size
     by_ef = {ef: {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "recall": recall(r["ids"], exact)}
              for ef, r in res["by_ef"].items()}
-    return {"build_s": build, "disk_mib": size / 2**20, "rss_mib": res["rss_mb"], "load_s": res["load_s"],
-            "by_ef": by_ef}
+    return {"build_s": build, "disk_mib": size / 2**20, "rss_mib": res["after_queries_mib"]["VmHWM"], "load_s": res["load_s"],
+            "memory_after_load_mib": res["after_load_mib"], "memory_after_queries_mib": res["after_queries_mib"],
+            "tmp_dir": tempfile.gettempdir(), "by_ef": by_ef}
 
 
 def run_postgres(xb: np.ndarray, xq: np.ndarray, exact: np.ndarray, m: int, efs: list[int], chars: int,
-                 rng: np.random.Generator, tmp: Path) -> dict[str, object]:
+                 rng: np.random.Generator, tmp: Path, workers: int = 1, work_mem: str = "4GB") -> dict[str, object]:
     import warnings
 
     warnings.simplefilter("ignore")
@@ -168,15 +174,17 @@ def run_postgres(xb: np.ndarray, xq: np.ndarray, exact: np.ndarray, m: int, efs:
             conn.execute('INSERT INTO chunks(id, chunk_id, doc_id, tenant, ordinal, text, start, "end", text_hash, '
                          'embedding) SELECT * FROM stage')
             load = time.perf_counter() - t
+            print(f"  postgres: {n:,} rows loaded in {load:.0f} s", flush=True)
             t = time.perf_counter()
-            conn.execute("SET maintenance_work_mem = '4GB'")
+            conn.execute(f"SET maintenance_work_mem = '{work_mem}'")
             conn.execute("CREATE INDEX chunks_tsv ON chunks USING gin (tsv)")
             fts = time.perf_counter() - t
             t = time.perf_counter()
-            conn.execute("SET max_parallel_maintenance_workers = 1")
+            conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
             conn.execute(f"CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops) "
                          f"WITH (m = {m}, ef_construction = 64)")
             hnsw = time.perf_counter() - t
+            print(f"  postgres: full-text index {fts:.0f} s, HNSW ({workers} parallel workers) {hnsw:.0f} s", flush=True)
             manifest = Manifest(embedding_model="synthetic", dim=dim, chunk_size=200, chunk_overlap=30,
                                 index_type="hnsw", generation=1, documents=(n + per_doc - 1) // per_doc, chunks=n)
             conn.execute("INSERT INTO meta(key, value) VALUES ('manifest', %s), ('generation', '1')",
@@ -274,6 +282,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     ap.add_argument("--seed-index", type=Path, default=None, help="draw vectors around this embedded index's vectors")
     ap.add_argument("--sigma", type=float, default=0.5, help="noise of --seed-index vectors")
+    ap.add_argument("--pg-workers", type=int, default=1, help="PostgreSQL parallel workers for the HNSW build")
+    ap.add_argument("--pg-memory", default="4GB", help="PostgreSQL maintenance_work_mem for the index builds")
     args = ap.parse_args()
     import faiss
 
@@ -292,18 +302,25 @@ def main() -> None:
     _, exact = faiss.knn(xq, xb, 10, metric=faiss.METRIC_INNER_PRODUCT)
     data = f"seeded by {args.seed_index}, sigma {args.sigma}" if args.seed_index else "clustered"
     figures: dict[str, object] = {"data": data, "chunks": args.chunks, "queries": args.queries, "m": args.m,
-                                  "start": load_figure()}
+                                  "cpus": os.cpu_count(), "pg_workers": args.pg_workers, "start": load_figure()}
     print(f"{args.chunks:,} chunks of {dim} dims, {args.queries} queries, HNSW m={args.m}; {figures['start']}")
     if "embedded" in args.backends:
         e = run_embedded(xb, xq, exact, args.m, [int(x) for x in args.faiss_ef.split(",")])
         figures["embedded"] = e
+        if args.json:  # written after each backend, so a run stopped in the next one keeps these figures
+            args.json.write_text(json.dumps(figures, indent=2))
         print(f"embedded (FAISS HNSW): built in {e['build_s']:.0f} s, file {e['disk_mib']:.0f} MiB, reader peak RSS "
               f"{e['rss_mib']:.0f} MiB (goal <= 2048), loaded in {e['load_s']:.2f} s")
+        for when in ("after_load", "after_queries"):
+            mem = e[f"memory_{when}_mib"]
+            print(f"  {when.replace('_', ' ')}: private {mem['RssAnon']:.0f} MiB, mapped file pages {mem['RssFile']:.0f} MiB, "
+                  f"shared memory {mem['RssShmem']:.0f} MiB, peak {mem['VmHWM']:.0f} MiB")
         for ef, f in e["by_ef"].items():  # type: ignore[union-attr]
             print(f"  efSearch {ef}: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms, recall@10 {f['recall']:.3f}")
     if "postgres" in args.backends:
         with tempfile.TemporaryDirectory(prefix="rag-scale-pg-") as tmp:
-            p = run_postgres(xb, xq, exact, args.m, [int(x) for x in args.ef.split(",")], args.payload, rng, Path(tmp))
+            p = run_postgres(xb, xq, exact, args.m, [int(x) for x in args.ef.split(",")], args.payload, rng, Path(tmp),
+                             args.pg_workers, args.pg_memory)
         figures["postgres"] = p
         print(f"postgres (pgvector HNSW): rows loaded in {p['load_s']:.0f} s, full-text index {p['fts_index_s']:.0f} s, "
               f"HNSW built in {p['hnsw_build_s']:.0f} s; table {p['table_mib']:.0f} MiB, HNSW {p['hnsw_mib']:.0f} MiB, "
