@@ -137,3 +137,36 @@ def test_a_hostile_file_costs_one_line_and_unchanged_files_never_reach_the_clust
     assert report.updated == ["long.md"] and report.unchanged == ["a.txt"]
     assert changed.stats.files_shipped == 1
     assert 0 < changed.stats.texts_shipped == report.chunks_embedded < report.chunks_added
+
+
+def test_a_cluster_ingest_into_postgres_is_the_local_index(cluster, postgres, embedder, tmp_path: Path) -> None:
+    """The shared deployment: Ray parses and embeds, the driver commits into PostgreSQL. Same chunks (provenance and
+    text hashes) and vectors as a local ingest into an index directory, the same nearest chunks through the
+    backend's own search, and a re-ingest of unchanged files ships nothing to the cluster."""
+    from index_backends import chunk_rows, dense_top, pg_target, stored_vector
+
+    config = IngestConfig(embedding=EmbeddingConfig(backend="onnx"))
+    paths = [ROOT / "corpora" / "lecture" / "docs"]
+    local_dir, shared = tmp_path / "local", pg_target("ray")
+    local = ingest_paths(paths, local_dir, config)
+    executor = _executor(cluster, config)
+    remote = ingest_paths(paths, shared, config, executor=executor)
+    assert not local.failed and not remote.failed and remote.chunks_added == local.chunks_added > 0
+    assert executor.stats.files_shipped == len(list(paths[0].iterdir()))
+
+    def by_hash(target: object) -> dict[tuple, int]:  # (source, start, end, text hash, page, section) -> chunk id
+        return {(r[0], r[4], r[5], r[6], r[2], r[3]): cid for cid, r in chunk_rows(target).items()}
+
+    local_rows, shared_rows = by_hash(local_dir), by_hash(shared)
+    assert set(shared_rows) == set(local_rows)
+    worst = max(float(np.abs(stored_vector(shared, shared_rows[key]) - stored_vector(local_dir, cid)).max())
+                for key, cid in local_rows.items())
+    assert worst <= 1e-5, worst
+    for question in ("When did GANs appear?", "What is a diffusion model?", "Which week covers transformers?"):
+        assert [(s, t) for s, t, _ in dense_top(shared, embedder, question, k=5)] == \
+            [(s, t) for s, t, _ in dense_top(local_dir, embedder, question, k=5)]
+
+    again = _executor(cluster, config)
+    report = ingest_paths(paths, shared, config, executor=again)
+    assert report.unchanged and not report.added and not report.updated and not report.failed
+    assert not again.stats.connected and again.stats.files_shipped == 0
