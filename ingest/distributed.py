@@ -114,6 +114,8 @@ class RayStats:
     texts_shipped: int = 0
     start_seconds: float = 0.0  # connecting and placing the actors
     plan: RayPlan | None = None
+    gpu_nodes: tuple[str, ...] = ()  # ids of the alive nodes with GPUs
+    embedders_on: tuple[tuple[str, tuple[str, ...]], ...] = ()  # each embedder actor's (node id, GPU ids Ray gave it)
 
 
 class RayExecutor:
@@ -148,7 +150,8 @@ class RayExecutor:
                 raise IngestError(f"cannot connect to the Ray cluster at {self.address!r} (ingest.ray_address or "
                                   f"--ray: 'local', 'auto', HOST:PORT or ray://HOST:PORT): {one_line(str(e))}") from e
             self._started_ray = True
-        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        nodes, self.stats.gpu_nodes = len(alive), tuple(n["NodeID"] for n in alive if n["Resources"].get("GPU"))
         self.stats.plan = RayPlan.for_cluster(ray.cluster_resources(), nodes, self.config)
         self.stats.connected = True
         self.stats.start_seconds += time.perf_counter() - t
@@ -343,7 +346,9 @@ class RayEmbedder:
             raise IngestError(f"the Ray embedder actors disagree on the encoder ({sorted(families)}); pin "
                               "embedding.backend (and embedding.device) so that every node makes the same vectors")
         self._info = infos[0]
-        log.info("ray: %d embedder actor(s), %s", len(self._actors), self._info[1].describe())
+        self._ex.stats.embedders_on = tuple(self._ex.ready([a.placement.remote() for a in self._actors], "embedders"))
+        log.info("ray: %d embedder actor(s), %s; (node, GPUs): %s", len(self._actors), self._info[1].describe(),
+                 self._ex.stats.embedders_on)
         return self._info
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -402,6 +407,12 @@ class EmbedderActor:
     def start(self) -> tuple[int, Encoder]:
         self._embedder = open_embedder(self._config, index=self._index)
         return self._embedder.dim, encoder_of(self._embedder)
+
+    def placement(self) -> tuple[str, tuple[str, ...]]:
+        import ray
+
+        context = ray.get_runtime_context()
+        return context.get_node_id(), tuple(str(g) for g in context.get_accelerator_ids().get("GPU", ()))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         assert self._embedder is not None, "start() first"

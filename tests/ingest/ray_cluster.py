@@ -19,20 +19,23 @@ from pathlib import Path
 
 START_TIMEOUT_S = 600.0  # a loaded 2-core machine needs ~20-60 s per node
 STOP_GRACE_S = 60.0
+PROCESS_TOKEN = secrets.token_hex(32)
 
 
 class LocalRayCluster:
-    """`nodes` Ray nodes of `cpus` CPUs each; `address` is the head's HOST:PORT."""
+    """`nodes` Ray nodes of `cpus` CPUs each; `address` is the head's HOST:PORT. `worker_gpus`: GPUs each node but
+    the head declares (Ray takes the count as given, so a machine without GPUs can test how GPU actors are placed)."""
 
-    def __init__(self, nodes: int = 2, cpus: int = 1, object_store_mb: int = 100) -> None:
-        self.nodes, self.cpus, self.object_store_mb = nodes, cpus, object_store_mb
+    def __init__(self, nodes: int = 2, cpus: int = 1, object_store_mb: int = 100, worker_gpus: int = 0) -> None:
+        self.nodes, self.cpus, self.object_store_mb, self.worker_gpus = nodes, cpus, object_store_mb, worker_gpus
         self.address = ""
         self.start_seconds = 0.0
         self._procs: list[subprocess.Popen[bytes]] = []
         self._tmp = ""
         self._ray = str(Path(sys.executable).with_name("ray"))
         # Ray reads the token from the environment before ~/.ray/auth_token: nothing of the user's is used or made.
-        self.client_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        # A driver reads it once per process, so every cluster this process starts has the same one.
+        self.client_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": PROCESS_TOKEN,
                            "RAY_USAGE_STATS_ENABLED": "0"}
         self._env = {**os.environ, **self.client_env}
 
@@ -56,10 +59,11 @@ class LocalRayCluster:
         self._tmp = tempfile.mkdtemp(prefix="rag-ray-")  # short: Ray's socket paths must fit in 107 bytes
         common = ["--num-cpus", str(self.cpus), "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
                   "--object-store-memory", str(self.object_store_mb * 2**20), "--block"]
-        self._spawn(["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", self._tmp, *common])
+        self._spawn(["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", self._tmp, "--num-gpus",
+                     "0", *common])
         self._wait_for(1)
         for _ in range(self.nodes - 1):
-            self._spawn(["--address", self.address, *common])
+            self._spawn(["--address", self.address, "--num-gpus", str(self.worker_gpus), *common])
         self._wait_for(self.nodes)
         self.start_seconds = time.perf_counter() - t
 

@@ -170,3 +170,4 @@ def test_a_cluster_ingest_into_postgres_is_the_local_index(cluster, postgres, em
     report = ingest_paths(paths, shared, config, executor=again)
     assert report.unchanged and not report.added and not report.updated and not report.failed
     assert not again.stats.connected and again.stats.files_shipped == 0
+
