@@ -1,6 +1,6 @@
 """Load on the HTTP server (run by hand; prints figures).
 
-    python bench/serve.py [--corpus lecture] [--levels 1 10 50] [--requests 200] [--ask-requests 100]
+    python bench/serve.py [--corpus lecture] [--levels 1 10 50] [--requests 200] [--ask-requests 100] [--threads N]
 
 Builds (or reuses) an index of corpora/CORPUS under .rag/bench/, starts `rag serve --llm extractive` on a
 free 127.0.0.1 port, and for each number of concurrent clients sends a bounded number of requests to
@@ -97,8 +97,11 @@ def main() -> None:
     ap.add_argument("--ask-requests", type=int, default=100, help="/v1/ask requests per level")
     ap.add_argument("--max-seconds", type=float, default=90.0, help="time limit per route and level")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    ap.add_argument("--threads", type=int, default=None, help="the server's server.threads (default: its config's)")
     args = ap.parse_args()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if args.threads is not None:
+        env["RAG_SERVER__THREADS"] = str(args.threads)
     index = ROOT / ".rag" / "bench" / f"serve-{args.corpus}"
     print(f"index {index} (ingesting corpora/{args.corpus}/docs if needed)")
     subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(ROOT / "corpora" / args.corpus / "docs"),

@@ -38,6 +38,11 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        # Sync routes and dependencies run in anyio's thread pool (40 threads by default); more than the cores
+        # can run only contend for the interpreter (server.threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = st.threads
         yield
         st.shutdown()
 

@@ -35,6 +35,14 @@ class ServerState:
         return self.rag.config.server
 
     @property
+    def threads(self) -> int:
+        """server.threads, or for 0: twice the CPUs (at least 4) on the embedded backend, whose blocking work is CPU
+        (retrieval, SQLite); anyio's 40 on PostgreSQL, where the threads mostly wait on the database."""
+        if self.config.threads:
+            return self.config.threads
+        return 40 if self.rag.config.index.backend == "postgres" else max(4, 2 * (os.cpu_count() or 2))
+
+    @property
     def uploads(self) -> Path:
         return self.rag.config.index_dir / UPLOADS
 

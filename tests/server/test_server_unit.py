@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -118,3 +119,19 @@ def test_failures_mid_stream_end_with_an_error_event(tmp_path: Path) -> None:
     statuses = sorted(r.status for r in access.audit(10) if r.route == "POST /v1/chat/completions")
     assert statuses == [500, 500, 504]
     access.close()
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(3, 3), (0, max(4, 2 * (os.cpu_count() or 2)))])
+def test_blocking_request_work_gets_server_threads_threads(tmp_path: Path, threads: int, expected: int) -> None:
+    """Sync routes and dependencies (retrieval, key checks) run in anyio's pool, sized by server.threads: 0 means
+    twice the CPUs (at least 4) on the embedded backend instead of anyio's 40, which only contend on few cores."""
+    import anyio.to_thread
+
+    access = AccessStore(tmp_path)
+    rag = ScriptedRAG(tmp_path, lambda q: iter([DONE]), 1.0)
+    rag.config = rag.config.with_overrides(**{"server.threads": threads})
+    with TestClient(create_app(rag, access)) as client:  # type: ignore[arg-type]
+        assert client.portal is not None
+        tokens = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
+    access.close()
+    assert tokens == expected
