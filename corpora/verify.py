@@ -231,11 +231,8 @@ LABELLED_KEYS = {"id", "question", "contexts", "answer", "sentences", "answer_la
                  "backend", "corpus", "question_id", "question_split", "answerable"}
 
 
-def check_labelled(folder: Path, errors: list[str]) -> dict[str, int]:
-    """The labelled real answers (labelled/dev.jsonl, labelled/test.jsonl): every item well formed and labelled,
-    every question one of the corpora's, the split by passage group (a group in one split only; a dev group
-    holds no test question)."""
-    counts: dict[str, int] = {}
+def all_questions() -> dict[str, dict]:
+    """Every corpus question by id, with its split."""
     questions: dict[str, dict] = {}
     for corpus_dir in ROOT.iterdir():
         for split in SPLITS:
@@ -245,6 +242,70 @@ def check_labelled(folder: Path, errors: list[str]) -> dict[str, int]:
                     if line.strip():
                         q = json.loads(line)
                         questions[q["id"]] = {**q, "split": split}
+    return questions
+
+
+def check_sentences(where: str, it: dict, errors: list[str]) -> None:
+    """An item's answer label, contexts and sentence labels and citations."""
+    if it["answer_label"] not in ANSWER_LABELS:
+        errors.append(f"{where}: answer_label {it['answer_label']!r}")
+    contexts = it["contexts"]
+    if not isinstance(contexts, list) or not all(isinstance(c, str) and c.strip() for c in contexts):
+        errors.append(f"{where}: contexts must be non-empty strings")
+        contexts = []
+    for s in it["sentences"]:
+        if s.get("label") not in SENTENCE_LABELS:
+            errors.append(f"{where}: sentence label {s.get('label')!r}")
+        if not isinstance(s.get("text"), str) or not s["text"].strip():
+            errors.append(f"{where}: empty sentence text")
+        if any(not isinstance(c, int) or not 1 <= c <= len(contexts) for c in s.get("cited", [])):
+            errors.append(f"{where}: sentence cites {s.get('cited')} of {len(contexts)} context(s)")
+
+
+SHIPPED_KEYS = {"id", "question", "answerable", "contexts", "answer", "sentences", "answer_label"}
+
+
+def check_shipped(folder: Path, errors: list[str]) -> dict[str, int]:
+    """Answers of `rag eval` runs labelled by reading (labelled/shipped/SPLIT-DATE.jsonl): each item a question
+    of that split, asked as the corpus asks it, every sentence and answer labelled."""
+    questions = all_questions()
+    counts: dict[str, int] = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        split = path.name.split("-", 1)[0]
+        if split not in SPLITS:
+            errors.append(f"labelled/shipped/{path.name}: the name must start with a split ({', '.join(SPLITS)})")
+            continue
+        seen: set[str] = set()
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"labelled/shipped/{path.name}:{lineno}"
+            try:
+                it = json.loads(line)
+            except json.JSONDecodeError as e:
+                errors.append(f"{where}: bad JSON: {e}")
+                continue
+            missing = SHIPPED_KEYS - set(it)
+            if missing:
+                errors.append(f"{where}: missing key(s) {sorted(missing)}")
+                continue
+            q = questions.get(it["id"])
+            if it["id"] in seen:
+                errors.append(f"{where}: duplicate id {it['id']}")
+            seen.add(it["id"])
+            if q is None or q["split"] != split:
+                errors.append(f"{where}: {it['id']} is not a {split} question of the corpora")
+            elif q["question"] != it["question"] or q["answerable"] != it["answerable"]:
+                errors.append(f"{where}: question or answerable differs from {it['id']}")
+            check_sentences(where, it, errors)
+        counts[path.name] = len(seen)
+    return counts
+
+
+def check_labelled(folder: Path, errors: list[str]) -> dict[str, int]:
+    """The labelled real answers (labelled/dev.jsonl, labelled/test.jsonl): every item well formed and labelled,
+    every question one of the corpora's, the split by passage group (a group in one split only; a dev group
+    holds no test question)."""
+    counts: dict[str, int] = {}
+    questions = all_questions()
     group_split: dict[str, str] = {}
     seen: set[str] = set()
     for split in SPLITS:
@@ -279,19 +340,7 @@ def check_labelled(folder: Path, errors: list[str]) -> dict[str, int]:
                 errors.append(f"{where}: a test question in the dev split")
             if group_split.setdefault(it["group"], split) != split:
                 errors.append(f"{where}: passage group {it['group']} is in both splits")
-            if it["answer_label"] not in ANSWER_LABELS:
-                errors.append(f"{where}: answer_label {it['answer_label']!r}")
-            contexts = it["contexts"]
-            if not isinstance(contexts, list) or not all(isinstance(c, str) and c.strip() for c in contexts):
-                errors.append(f"{where}: contexts must be non-empty strings")
-                contexts = []
-            for s in it["sentences"]:
-                if s.get("label") not in SENTENCE_LABELS:
-                    errors.append(f"{where}: sentence label {s.get('label')!r}")
-                if not isinstance(s.get("text"), str) or not s["text"].strip():
-                    errors.append(f"{where}: empty sentence text")
-                if any(not isinstance(c, int) or not 1 <= c <= len(contexts) for c in s.get("cited", [])):
-                    errors.append(f"{where}: sentence cites {s.get('cited')} of {len(contexts)} context(s)")
+            check_sentences(where, it, errors)
         counts[split] = n
     return counts
 
@@ -312,6 +361,8 @@ def main(argv: list[str]) -> int:
     if not wanted or "labelled" in wanted:
         counts = check_labelled(LABELLED, errors)
         print("labelled: " + ", ".join(f"{s}: {n} answers" for s, n in counts.items()))
+        counts = check_shipped(LABELLED / "shipped", errors)
+        print("labelled/shipped: " + ", ".join(f"{s}: {n} answers" for s, n in counts.items()))
     if errors:
         print(f"\n{len(errors)} failure(s):", file=sys.stderr)
         for e in errors:

@@ -136,3 +136,36 @@ def test_keyword_rules_for_answerable_and_unanswerable(tmp_path: Path) -> None:
     errors = _errors(_make_corpus(tmp_path, _split("dev", no_keywords), test))
     assert errors == ["toy/dev/toy-dev-001: need 1-3 non-empty answer keywords, got []",
                       "toy/test/toy-test-004: unanswerable question must have no keywords/sources"]
+
+
+def _shipped_item(**change: object) -> dict:
+    """A labelled shipped answer to the first lecture dev question (a real question of the corpora)."""
+    q = json.loads((VERIFY_PY.parent / "lecture" / "questions" / "dev.jsonl").read_text().splitlines()[0])
+    item = {"id": q["id"], "question": q["question"], "answerable": q["answerable"], "contexts": ["Block one."],
+            "answer": "Yes [1].", "sentences": [{"text": "Yes.", "cited": [1], "label": "supported", "note": ""}],
+            "answer_label": "correct"}
+    return {**item, **change}
+
+
+def _shipped_errors(tmp_path: Path, name: str, items: list[dict]) -> list[str]:
+    (tmp_path / name).write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    errors: list[str] = []
+    verify.check_shipped(tmp_path, errors)
+    return errors
+
+
+def test_shipped_labels_pass_when_well_formed(tmp_path: Path) -> None:
+    assert _shipped_errors(tmp_path, "dev-2026-12-01.jsonl", [_shipped_item()]) == []
+
+
+@pytest.mark.parametrize(("name", "change", "expected"), [
+    ("test-x.jsonl", {}, "is not a test question"),  # a dev question in a test file
+    ("dev-x.jsonl", {"question": "Something else?"}, "question or answerable differs"),
+    ("dev-x.jsonl", {"answer_label": "fine"}, "answer_label 'fine'"),
+    ("dev-x.jsonl", {"sentences": [{"text": "Yes.", "cited": [2], "label": "supported"}]}, "cites [2] of 1"),
+    ("dev-x.jsonl", {"sentences": [{"text": "Yes.", "cited": [1], "label": ""}]}, "sentence label ''"),
+    ("later-x.jsonl", {}, "must start with a split"),
+])
+def test_shipped_labels_fail_on_each_defect(tmp_path: Path, name: str, change: dict, expected: str) -> None:
+    errors = _shipped_errors(tmp_path, name, [_shipped_item(**change)])
+    assert any(expected in e for e in errors), errors
