@@ -163,8 +163,11 @@ def test_fifty_sigkills_spread_over_the_phases_leave_a_usable_index(tmp_path: Pa
     def change(trial: int) -> None:
         """The change the next run must apply all-or-nothing: a file rewritten, one deleted (pruned), one added."""
         names = sorted(p.name for p in corpus.iterdir())
-        (corpus / rnd.choice(names)).write_text(make_text(rnd.randrange(10**9), 700))
-        (corpus / rnd.choice(names)).unlink()
+        # Two different files: rewriting the file that is then deleted would leave fewer texts to embed than the
+        # counting run had, and a kill planned at a later embed step would never come (seed 707285 did that).
+        rewritten, deleted = rnd.sample(names, 2)
+        (corpus / rewritten).write_text(make_text(rnd.randrange(10**9), 700))
+        (corpus / deleted).unlink()
         (corpus / f"new{trial}.txt").write_text(make_text(rnd.randrange(10**9), 700))
 
     # A first run, not killed, counts the steps of each phase; kill points are drawn from those counts.
