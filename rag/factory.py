@@ -48,7 +48,8 @@ def build_checker(config: Config, embedder: Any, judge: Any = None) -> ClaimChec
     from rag.verify import ClaimChecker
 
     return ClaimChecker(embedder=embedder, judge=judge_of(judge), min_entailment=config.answer.min_entailment,
-                        max_miscitation=config.answer.max_miscitation)
+                        max_miscitation=config.answer.max_miscitation,
+                        min_recited_entailment=config.answer.min_recited_entailment)
 
 
 def open_collection(config: Config, readonly: bool = True) -> IndexBackend:

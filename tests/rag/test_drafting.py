@@ -213,6 +213,23 @@ def test_re_citing_needs_a_block_that_holds_the_sentence_and_a_judge_that_agrees
     assert text == "" and len(judge.asked) == 1
 
 
+def test_a_re_cited_sentence_needs_the_higher_bar_of_a_second_try() -> None:
+    """P 0.55 for block [2] shows a sentence that cites [2] (min_entailment 0.5), but not one re-cited there from
+    [1] (min_recited_entailment 0.6): a second try at the judge gets a higher bar."""
+    doubtful = {"Bread rises for twelve hours.\n\nAnswer yes only if document [1]": 0.1,
+                "Bread rises for twelve hours.\n\nAnswer yes only if document [2]": 0.55}
+    text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [2]."), ClaimChecker(judge=TableJudge(doubtful)))
+    assert text == "Bread rises for twelve hours [2]."
+    judge = TableJudge(doubtful)
+    text, d = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), ClaimChecker(judge=judge))
+    assert text == "" and len(judge.asked) == 2 and "document [2]" in judge.asked[1]  # asked, and refused
+    (verdict,) = d.draft.verdicts
+    assert not verdict.supported and "re-cited" not in verdict.reason
+    lenient = ClaimChecker(judge=TableJudge(doubtful), min_recited_entailment=0.5)  # answer.min_recited_entailment
+    text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), lenient)
+    assert text == "Bread rises for twelve hours [2]."
+
+
 def test_recite_picks_only_a_block_holding_every_term_and_more_of_the_words() -> None:
     blocks = blocks_from_texts(["The pump runs at 1450 rpm in normal operation.",
                                 "The pump housing is cast iron.",
