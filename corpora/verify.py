@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -262,6 +263,21 @@ def check_sentences(where: str, it: dict, errors: list[str]) -> None:
             errors.append(f"{where}: sentence cites {s.get('cited')} of {len(contexts)} context(s)")
 
 
+def json_items(path: Path, where: str, keys: set[str], errors: list[str]) -> Iterator[tuple[str, dict | None]]:
+    """(place, item) for each JSON line of `path`; the item is None when it lacks one of `keys` (reported)."""
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        place = f"{where}:{lineno}"
+        try:
+            it = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(f"{place}: bad JSON: {e}")
+            continue
+        missing = keys - set(it)
+        if missing:
+            errors.append(f"{place}: missing key(s) {sorted(missing)}")
+        yield place, None if missing else it
+
+
 SHIPPED_KEYS = {"id", "question", "answerable", "contexts", "answer", "sentences", "answer_label"}
 
 
@@ -276,16 +292,8 @@ def check_shipped(folder: Path, errors: list[str]) -> dict[str, int]:
             errors.append(f"labelled/shipped/{path.name}: the name must start with a split ({', '.join(SPLITS)})")
             continue
         seen: set[str] = set()
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            where = f"labelled/shipped/{path.name}:{lineno}"
-            try:
-                it = json.loads(line)
-            except json.JSONDecodeError as e:
-                errors.append(f"{where}: bad JSON: {e}")
-                continue
-            missing = SHIPPED_KEYS - set(it)
-            if missing:
-                errors.append(f"{where}: missing key(s) {sorted(missing)}")
+        for where, it in json_items(path, f"labelled/shipped/{path.name}", SHIPPED_KEYS, errors):
+            if it is None:
                 continue
             q = questions.get(it["id"])
             if it["id"] in seen:
@@ -314,17 +322,9 @@ def check_labelled(folder: Path, errors: list[str]) -> dict[str, int]:
             errors.append(f"labelled: missing {split}.jsonl")
             continue
         n = 0
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            where = f"labelled/{split}.jsonl:{lineno}"
-            try:
-                it = json.loads(line)
-            except json.JSONDecodeError as e:
-                errors.append(f"{where}: bad JSON: {e}")
-                continue
+        for where, it in json_items(path, f"labelled/{split}.jsonl", LABELLED_KEYS, errors):
             n += 1
-            missing = LABELLED_KEYS - set(it)
-            if missing:
-                errors.append(f"{where}: missing key(s) {sorted(missing)}")
+            if it is None:
                 continue
             if it["id"] in seen:
                 errors.append(f"{where}: duplicate id {it['id']}")
