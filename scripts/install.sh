@@ -20,8 +20,8 @@ if ! python -c "import rag, ingest, eval" 2>/dev/null || [ "${RAG_REINSTALL:-0}"
     python -m pip install -q --upgrade pip
     # torch first, as the CPU build pip finds on local disk: anything else pulls GBs of CUDA wheels.
     python -m pip install -q torch==2.13.0
-    # llama-cpp-python compiles from source the first time (~10 min on 2 cores); pip caches the wheel (a cached
-    # wheel is reused whatever CMAKE_ARGS say: RAG_REINSTALL=1 PIP_NO_CACHE_DIR=1 rebuilds it).
+    # llama-cpp-python compiles from source the first time (~10 min on 2 cores); pip caches the wheel, and a cached
+    # wheel is reused whatever CMAKE_ARGS say, so the build is checked below and rebuilt when it lacks this CPU's sets.
     # Named instruction sets, never -march=native: native turns on AMX, whose tiles this VM advertises but does not
     # run ("Illegal instruction"). AVX-512 with VNNI and BF16 where the CPU has them: prompt evaluation 63 -> 94
     # tokens/s with the default model on this 2-core machine (1,150-token prompt, side by side).
@@ -32,5 +32,21 @@ if ! python -c "import rag, ingest, eval" 2>/dev/null || [ "${RAG_REINSTALL:-0}"
     fi
     export CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_ARGS}"
     python -m pip install -q -c constraints.txt -e ".[test]"
+    # The wheel pip took may be one cached from an older, AVX2-only build. Rebuild it when this CPU has AVX-512
+    # (with VNNI and BF16) and the installed build does not use it; the result is kept in a folder named by the
+    # version and the flags, so the next fresh venv on this machine reuses it instead of compiling again.
+    if [[ "$CMAKE_ARGS" == *GGML_AVX512=ON* ]] \
+       && ! python -c "import llama_cpp, sys; sys.exit('AVX512 = 1' not in llama_cpp.llama_print_system_info().decode())" 2>/dev/null; then
+        LLAMA_VERSION=$(sed -n 's/^llama_cpp_python==//p' constraints.txt)
+        FLAGS_ID=$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-12)
+        WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/rag/llama-cpp-python-$LLAMA_VERSION-$FLAGS_ID"
+        if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+            echo "building llama-cpp-python $LLAMA_VERSION with AVX-512 (about 10 minutes on 2 cores)" >&2
+            python -m pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
+                "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS.tmp"
+            rm -rf "$WHEELS" && mv "$WHEELS.tmp" "$WHEELS"
+        fi
+        python -m pip install -q --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-*.whl
+    fi
     touch .venv/.installed
 fi
