@@ -1,16 +1,21 @@
 """Load on the HTTP server (run by hand; prints figures).
 
     python bench/serve.py [--corpus lecture] [--levels 1 10 50] [--requests 200] [--ask-requests 100] [--threads N]
+                          [--workers 1 2] [--rounds 1]
 
 Builds (or reuses) an index of corpora/CORPUS under .rag/bench/, starts `rag serve --llm extractive` on a
 free 127.0.0.1 port, and for each number of concurrent clients sends a bounded number of requests to
-/v1/retrieve and then /v1/ask (threads, one httpx client each, the corpus's dev questions in turn).
-Prints p50/p99 latency, throughput and errors per level, then stops the server. Loopback only.
+/v1/retrieve and then /v1/ask (coroutines, one connection each, the corpus's dev questions in turn).
+Prints p50/p99 latency, throughput and errors per level, then stops the server. With several --workers values
+the servers (server.workers processes each) are measured in turn, `--rounds` times (A B A B), in one run.
+The server runs without a per-key rate limit (one key sends everything); the cost of the shared limit's check
+(SQLite, in the index folder) is printed apart. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -19,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +35,7 @@ CONFIG = """
 llm = "extractive"
 
 [server]
-rate_limit_per_minute = 1000000
+rate_limit_per_minute = 0
 """
 
 
@@ -48,15 +52,21 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_level(url: str, key: str, route: str, questions: list[str], clients: int, requests: int,
               max_seconds: float) -> dict[str, float]:
-    """`requests` requests shared by `clients` threads (stopping early at max_seconds)."""
+    """`requests` requests shared by `clients` concurrent clients (stopping early at max_seconds): coroutines on one
+    event loop, each with its own connection, so that the load generator (on the same cores as the server) spends
+    as little CPU as it can; threads cost it about twice as much per request."""
+    return asyncio.run(_level(url, key, route, questions, clients, requests, max_seconds))
+
+
+async def _level(url: str, key: str, route: str, questions: list[str], clients: int, requests: int,
+                 max_seconds: float) -> dict[str, float]:
     counter = itertools.count()
-    lock = threading.Lock()
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + max_seconds
 
-    def client() -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
             while time.monotonic() < deadline:
                 i = next(counter)
                 if i >= requests:
@@ -65,20 +75,15 @@ def run_level(url: str, key: str, route: str, questions: list[str], clients: int
                 body = {"query": q} if route == "/v1/retrieve" else {"question": q}
                 t = time.perf_counter()
                 try:
-                    r = c.post(route, json=body)
+                    r = await c.post(route, json=body)
                     ok, why = r.status_code == 200, f"HTTP {r.status_code}: {r.text[:200]}"
                 except httpx.HTTPError as e:
                     ok, why = False, f"{type(e).__name__}: {e}"
                 dt = time.perf_counter() - t
-                with lock:
-                    (latencies.append(dt) if ok else errors.append(why))
+                (latencies.append(dt) if ok else errors.append(why))
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - t0
     done = len(latencies) + len(errors)
     if errors:
@@ -87,6 +92,72 @@ def run_level(url: str, key: str, route: str, questions: list[str], clients: int
             "rps": done / wall if wall else 0.0,
             "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
             "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else float("nan")}
+
+
+LIMIT_CHECK = """
+import statistics, sys, time
+from rag.access.limits import SqliteRateLimiter
+lim = SqliteRateLimiter(sys.argv[1], 120, "bench")
+times = []
+for _ in range(2000):
+    t = time.perf_counter()
+    lim.check("bench-key")
+    times.append(time.perf_counter() - t)
+lim.close()
+print(1e6 * statistics.median(times))
+"""
+
+
+def limit_check_us(index: Path, env: dict[str, str]) -> float:
+    """Median microseconds of one shared rate-limit check at the default limit, its window full (in a child: this
+    script's folder would shadow the `ingest` package)."""
+    out = subprocess.run([sys.executable, "-c", LIMIT_CHECK, str(index)], check=True, env=env, cwd=ROOT,
+                         capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def measure(index: Path, key: str, questions: list[str], workers: int, args: argparse.Namespace,
+            env: dict[str, str]) -> list[dict[str, float]]:
+    """Start a server with `workers` processes, run every route and level, stop it."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "bench.toml"
+        cfg.write_text(CONFIG)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "--config", str(cfg), "serve", "--index", str(index),
+                                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"server did not start:\n{(Path(tmp) / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+            time.sleep(2.0 * (workers - 1))  # the other workers finish loading their models
+            run_level(url, key, "/v1/ask", questions, 2 * workers, 10 * workers, 30)  # warm-up
+            print(f"{'route':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}")
+            for route in ("/v1/retrieve", "/v1/ask"):
+                for clients in args.levels:
+                    n = args.requests if route == "/v1/retrieve" else args.ask_requests
+                    r = run_level(url, key, route, questions, clients, n, args.max_seconds)
+                    results.append({"route": route, **r})
+                    print(f"{route:<14}{clients:>8}{r['requests']:>10}{r['errors']:>8}{r['p50_ms']:>9.1f}"
+                          f"{r['p99_ms']:>9.1f}{r['rps']:>8.1f}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+    return results
 
 
 def main() -> None:
@@ -98,6 +169,8 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=90.0, help="time limit per route and level")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     ap.add_argument("--threads", type=int, default=None, help="the server's server.threads (default: its config's)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1], help="server.workers values to measure in turn")
+    ap.add_argument("--rounds", type=int, default=1, help="times to measure every --workers value (A B A B)")
     args = ap.parse_args()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if args.threads is not None:
@@ -114,44 +187,16 @@ def main() -> None:
                            "--tenant", "*", "--json"], check=True, env=env, cwd=ROOT, capture_output=True, text=True)
     key = json.loads(made.stdout)
     results: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "bench.toml"
-        cfg.write_text(CONFIG)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "--config", str(cfg), "serve", "--index", str(index),
-                                 "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, cwd=ROOT)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"server did not start:\n{(Path(tmp) / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.3)
-            run_level(url, key["key"], "/v1/ask", questions, 2, 10, 30)  # warm-up
-            print(f"{'route':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}")
-            for route in ("/v1/retrieve", "/v1/ask"):
-                for clients in args.levels:
-                    n = args.requests if route == "/v1/retrieve" else args.ask_requests
-                    r = run_level(url, key["key"], route, questions, clients, n, args.max_seconds)
-                    results.append({"route": route, **r})
-                    print(f"{route:<14}{clients:>8}{r['requests']:>10}{r['errors']:>8}{r['p50_ms']:>9.1f}"
-                          f"{r['p99_ms']:>9.1f}{r['rps']:>8.1f}")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-            subprocess.run([sys.executable, "-m", "rag.cli", "keys", "revoke", key["id"], "--index", str(index)],
-                           env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        print(f"rate-limit check (SQLite, 120 a minute, window full): {limit_check_us(index, env):.0f} us")
+        for rnd in range(args.rounds):
+            for workers in args.workers:
+                print(f"-- server.workers = {workers}" + (f", round {rnd + 1}" if args.rounds > 1 else ""))
+                for r in measure(index, key["key"], questions, workers, args, env):
+                    results.append({"workers": workers, "round": rnd + 1, **r})
+    finally:
+        subprocess.run([sys.executable, "-m", "rag.cli", "keys", "revoke", key["id"], "--index", str(index)],
+                       env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     if args.json:
         print(json.dumps(results))
     if any(r["errors"] for r in results):

@@ -126,6 +126,10 @@ class ServerConfig(Settings):
     # embedded backend (40 on PostgreSQL, where they wait on the database). More threads than cores only contend for
     # the interpreter: on 2 cores, 4 instead of anyio's 40 served 15 % more retrieve requests a second at 50 clients.
     threads: int = Field(0, ge=0, le=1000)
+    # Server processes on the one port (uvicorn's workers), each with its own models and pools: requests spread over
+    # more cores than one interpreter can use. Rate limits, upload jobs, keys and the audit log are shared through the
+    # index (its SQLite files, or PostgreSQL). Memory grows with each process's embedder and LLM.
+    workers: int = Field(1, ge=1, le=64)
 
 
 class Config(Settings):

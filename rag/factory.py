@@ -72,11 +72,12 @@ def open_access(config: Config, index_dir: Path | None = None) -> AccessStore:
 
 
 def open_limiter(config: Config, per_minute: int, scope: str) -> RateLimiter:
-    """A per-minute rate limit: in this process (embedded), or counted across every replica (postgres)."""
+    """A per-minute rate limit counted across every server process of the index: in the index directory's server
+    file (embedded), or in PostgreSQL across every replica (postgres)."""
     if config.index.backend == "postgres":
         from rag.access.postgres import PgRateLimiter
 
         return PgRateLimiter(config.index.target, per_minute, scope)  # type: ignore[arg-type, return-value]
-    from rag.access import RateLimiter
+    from rag.access.limits import SqliteRateLimiter
 
-    return RateLimiter(per_minute)
+    return SqliteRateLimiter(config.index_dir, per_minute, scope)  # type: ignore[return-value]

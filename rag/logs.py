@@ -48,3 +48,11 @@ def configure(level: int = logging.WARNING, fmt: str = "text") -> None:
     root.setLevel(level)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+def settings() -> tuple[int, str]:
+    """The root logger's level and format ("json" when configure() set JSON lines, else "text"), to hand on to
+    child processes."""
+    root = logging.getLogger()
+    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
+    return root.level, fmt

@@ -1,12 +1,18 @@
-"""Rate limits: a sliding one-minute window of events per key (requests per API key, failed logins per address)."""
+"""Rate limits: a sliding one-minute window of events per key (requests per API key, failed logins per address),
+in this process or (SqliteRateLimiter) in the index directory's server file, shared by every server process."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
+from pathlib import Path
+
+from rag.access import serverdb
 
 PRUNE_AT = 10_000  # keys held before the expired ones are dropped (many client addresses must not grow memory)
+PRUNE_CHANCE = 0.001  # share of counted events that also drop every key's expired events from the server file
 
 
 class RateLimiter:
@@ -62,3 +68,58 @@ class RateLimiter:
         q.append(now)
         if len(q) > self.per_minute:  # only the latest per_minute events decide
             q.popleft()
+
+
+class SqliteRateLimiter:
+    """The RateLimiter interface over the index directory's server file (rag.access.serverdb): one sliding window
+    per (scope, key) that every server process of the folder counts in. A check is one short write transaction
+    (BEGIN IMMEDIATE: processes take turns); wall-clock time, since processes share no monotonic clock."""
+
+    def __init__(self, index_dir: str | Path, per_minute: int, scope: str, window: float = 60.0) -> None:
+        self.per_minute, self.scope, self.window = per_minute, scope, window
+        self._db = serverdb.connect(index_dir) if per_minute > 0 else None
+        self._lock = threading.Lock()  # this process's threads take turns on the one connection
+
+    def close(self) -> None:
+        if self._db is not None:
+            with self._lock:
+                self._db.close()
+
+    def check(self, key_id: str) -> float:
+        """0 when the request may go ahead (and counts it), else the seconds until it may be retried."""
+        return self._run(key_id, count=True, only_if_under=True)
+
+    def blocked(self, key_id: str) -> float:
+        return self._run(key_id, count=False, only_if_under=False)
+
+    def hit(self, key_id: str) -> None:
+        self._run(key_id, count=True, only_if_under=False)
+
+    def _run(self, key_id: str, count: bool, only_if_under: bool) -> float:
+        if self._db is None:
+            return 0.0
+        db = self._db
+        with self._lock:
+            if not count:  # only asking (every request asks about its address): a read, no write lock
+                return self._wait(time.time(), key_id)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                db.execute("DELETE FROM rate_events WHERE scope = ? AND key = ? AND at <= ?",
+                           (self.scope, key_id, now - self.window))
+                wait = self._wait(now, key_id)
+                if not (only_if_under and wait):
+                    db.execute("INSERT INTO rate_events(scope, key, at) VALUES (?, ?, ?)", (self.scope, key_id, now))
+                    if self.per_minute > 1 and random.random() < PRUNE_CHANCE:  # keys that stopped sending
+                        db.execute("DELETE FROM rate_events WHERE at <= ?", (now - self.window,))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return wait
+
+    def _wait(self, now: float, key_id: str) -> float:
+        assert self._db is not None
+        row = self._db.execute("SELECT at FROM rate_events WHERE scope = ? AND key = ? AND at > ? ORDER BY at DESC "
+                               "LIMIT 1 OFFSET ?", (self.scope, key_id, now - self.window, self.per_minute - 1)).fetchone()
+        return max(0.001, row[0] + self.window - now) if row else 0.0

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,9 +31,9 @@ from rag.server.state import ServerState
 log = logging.getLogger(__name__)
 
 
-def create_app(rag: RAG, access: AccessStore) -> FastAPI:
+def create_app(rag: RAG, access: AccessStore, on_close: Callable[[], None] | None = None) -> FastAPI:
     """The app over an open RAG; `access` holds the keys and receives the audit rows. Closing them is the
-    caller's business (the app only stops its worker pools)."""
+    caller's business (the app only stops its worker pools, then calls `on_close` if given)."""
     st = ServerState.create(rag, access)
 
     @asynccontextmanager
@@ -45,6 +45,8 @@ def create_app(rag: RAG, access: AccessStore) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = st.threads
         yield
         st.shutdown()
+        if on_close is not None:
+            on_close()
 
     # No public schema or docs pages: /openapi.json is served below, to callers with a key only.
     app = FastAPI(title="rag", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,

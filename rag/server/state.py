@@ -14,7 +14,7 @@ from rag import factory
 from rag.access import AccessStore, RateLimiter
 from rag.api import RAG
 from rag.config import ServerConfig
-from rag.server.jobs import Jobs, MemoryJobs, PgJobs
+from rag.server.jobs import Jobs, MemoryJobs, PgJobs, SqliteJobs
 
 UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all" = no tenant)
 
@@ -23,12 +23,12 @@ UPLOADS = "uploads"  # inside the index directory; one folder per tenant ("_all"
 class ServerState:
     rag: RAG
     access: AccessStore
-    limiter: RateLimiter  # requests per API key (counted across replicas on the postgres backend)
+    limiter: RateLimiter  # requests per API key, counted across every server process of the index
     auth_failures: RateLimiter  # failed authentications per client address
     answer_pool: ThreadPoolExecutor
     ingest_pool: ThreadPoolExecutor  # one writer at a time
     workers: int
-    jobs: Jobs = field(default_factory=MemoryJobs)  # upload jobs (in PostgreSQL on that backend: any replica sees them)
+    jobs: Jobs = field(default_factory=MemoryJobs)  # upload jobs, seen by every server process of the index
 
     @property
     def config(self) -> ServerConfig:
@@ -56,7 +56,7 @@ class ServerState:
                    auth_failures=factory.open_limiter(rag.config, cfg.auth_failures_per_minute, "auth"),
                    answer_pool=ThreadPoolExecutor(workers, thread_name_prefix="rag-answer"),
                    ingest_pool=ThreadPoolExecutor(1, thread_name_prefix="rag-ingest"), workers=workers,
-                   jobs=PgJobs(rag.config.index.target) if shared else MemoryJobs())
+                   jobs=PgJobs(rag.config.index.target) if shared else SqliteJobs(rag.config.index_dir))
 
     def shutdown(self) -> None:
         self.answer_pool.shutdown(wait=False, cancel_futures=True)

@@ -175,20 +175,32 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[Serve
         stop(proc)
 
 
+@contextmanager
+def running(tmp: Path, index: Path, name: str, **kw: object) -> Iterator[tuple[subprocess.Popen, str]]:
+    proc, url, log = start_server(tmp, index, name, **kw)  # type: ignore[arg-type]
+    try:
+        wait_ready(proc, url, log)
+        yield proc, url
+    finally:
+        stop(proc)
+
+
 @pytest.fixture(scope="session")
 def launch():  # noqa: ANN201 - the context manager below
     """`with launch(tmp, index, name, timeout=..., extra=(...)) as url:` another server over the same index."""
 
     @contextmanager
     def run(tmp: Path, index: Path, name: str, **kw: object) -> Iterator[str]:
-        proc, url, log = start_server(tmp, index, name, **kw)  # type: ignore[arg-type]
-        try:
-            wait_ready(proc, url, log)
+        with running(tmp, index, name, **kw) as (_, url):
             yield url
-        finally:
-            stop(proc)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def launch_process():  # noqa: ANN201 - the context manager below
+    """`with launch_process(tmp, index, name, ...) as (process, url):` like launch, with the `rag serve` process."""
+    return running
 
 
 @pytest.fixture(scope="session")

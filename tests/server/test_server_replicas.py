@@ -1,13 +1,15 @@
-"""Stateless replicas (issue 12): two real `rag serve` processes on different ports over one PostgreSQL index, each
-with its own local folder. A document uploaded through one is answerable through the other within a second, its
-upload job is visible from either, a revoked key is refused by both, and a per-key rate limit holds across both
-(the sum of their accepted requests is the limit)."""
+"""Replicas: two real `rag serve` processes on different ports over one index: one PostgreSQL index (each server with
+its own local folder, issue 12), or one embedded index folder (what `[server] workers` and servers started apart
+share, issue 11). A document uploaded through one is answerable through the other within a second, its upload job
+is visible from either, a revoked key is refused by both, and a per-key rate limit holds across both (the sum of
+their accepted requests is the limit)."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,31 +33,56 @@ def _wait_job(c: httpx.Client, job_id: str, limit: float = 120.0) -> dict:
     raise AssertionError(f"ingest job {job_id} did not finish in {limit}s")
 
 
-def test_two_replicas_share_documents_jobs_keys_and_rate_limits(postgres, tmp_path: Path, embedder, launch,
-                                                               monkeypatch, rag_cli) -> None:
+def _shared_index(backend: str, request: pytest.FixtureRequest, tmp_path: Path, embedder: Any,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[list[Path], list[str], dict[str, str], dict]:
+    """The index both replicas serve, its keys made and tenant A's fish.md ingested: each replica's --index
+    folder, the `rag` options that reach the index, the environment they need, and the keys (name -> NewKey)."""
     from rag import api
-    from rag.access.postgres import PgAccessStore
     from rag.config import Config
 
-    target = pg_target("replicas")
-    env = backend_env(target)
-    for name, value in env.items():  # the replicas (and the rag commands below) read their index from these
-        monkeypatch.setenv(name, value)
-    access = PgAccessStore(target)
-    try:
-        admin = access.create_key("admin", "admin", ["*"]).token
-        reader = access.create_key("reader of A", "reader", ["A"]).token
-        doomed = access.create_key("to be revoked", "reader", ["A"])
-        limited = access.create_key("rate limited", "reader", ["A"]).token
-    finally:
-        access.close()
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "fish.md").write_text(FISH["fish.md"])
-    api.ingest([folder], target, Config(), tenant="A", embedder=embedder)
+    names = {"admin": ("admin", ["*"]), "reader": ("reader", ["A"]), "doomed": ("reader", ["A"]),
+             "limited": ("reader", ["A"])}
+    if backend == "postgres":
+        from rag.access.postgres import PgAccessStore
 
-    with launch(tmp_path, tmp_path / "local-a", "replica-a", rate=RATE) as url_a, \
-            launch(tmp_path, tmp_path / "local-b", "replica-b", rate=RATE) as url_b:
+        request.getfixturevalue("postgres")
+        target: Any = pg_target("replicas")
+        env = backend_env(target)
+        for name, value in env.items():  # the replicas (and the rag commands below) read their index from these
+            monkeypatch.setenv(name, value)
+        access: Any = PgAccessStore(target)
+        folders, cli = [tmp_path / "local-a", tmp_path / "local-b"], []
+    else:
+        from rag.access import AccessStore
+
+        target = tmp_path / "index"
+        access, env = AccessStore(target), {}
+        folders, cli = [target, target], ["--index", str(target)]
+    try:
+        keys = {name: access.create_key(name, role, tenants) for name, (role, tenants) in names.items()}
+    finally:
+        access.close()
+    api.ingest([folder], target, Config(), tenant="A", embedder=embedder)
+    return folders, cli, env, keys
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres"])
+def test_two_replicas_share_documents_jobs_keys_and_rate_limits(backend: str, request: pytest.FixtureRequest,
+                                                               tmp_path: Path, embedder, launch, monkeypatch,
+                                                               rag_cli) -> None:
+    folders, cli, env, keys = _shared_index(backend, request, tmp_path, embedder, monkeypatch)
+    _exercise_replicas(tmp_path, folders, cli, env, keys, launch, rag_cli)
+
+
+def _exercise_replicas(tmp_path: Path, folders: list[Path], cli: list[str], env: dict[str, str], keys: dict,
+                       launch: Any, rag_cli: Any) -> None:
+    admin, reader, limited = keys["admin"].token, keys["reader"].token, keys["limited"].token
+    doomed = keys["doomed"]
+    with launch(tmp_path, folders[0], "replica-a", rate=RATE) as url_a, \
+            launch(tmp_path, folders[1], "replica-b", rate=RATE) as url_b:
         auth = {"Authorization": f"Bearer {admin}"}
         # 1. Upload through A; the job is visible through B; B answers from the new document at once.
         with httpx.Client(base_url=url_a, headers=auth, timeout=60) as a, \
@@ -77,7 +104,7 @@ def test_two_replicas_share_documents_jobs_keys_and_rate_limits(postgres, tmp_pa
         # 2. A key revoked (`rag keys revoke`, on the shared database) is refused by both replicas.
         for url in (url_a, url_b):
             assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {doomed.token}"}).status_code == 200
-        out = rag_cli.run(["keys", "revoke", doomed.key.id, "--json"], extra_env=env)
+        out = rag_cli.run(["keys", "revoke", doomed.key.id, "--json", *cli], extra_env=env)
         assert out.returncode == 0, out.stdout + out.stderr
         for url in (url_a, url_b):
             r = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {doomed.token}"})
@@ -96,7 +123,7 @@ def test_two_replicas_share_documents_jobs_keys_and_rate_limits(postgres, tmp_pa
             r = httpx.post(f"{url}/v1/retrieve", headers={"Authorization": f"Bearer {reader}"},
                            json={"query": "zebrafish water temperature", "k": 2})
             assert r.status_code == 200 and r.json()[0]["source"] == "fish.md"
-    out = rag_cli.run(["audit", "--json", "--limit", "1000"], extra_env=env)
+    out = rag_cli.run(["audit", "--json", "--limit", "1000", *cli], extra_env=env)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)["rows"]
     refused = [r for r in rows if r["route"] == "GET /v1/models"]  # GETs are audited when refused
