@@ -1,4 +1,4 @@
-"""How a Ray cluster's resources become actors (ingest.distributed.RayPlan), without a cluster: one embedder per GPU
+"""How a Ray cluster's resources become actors (ingest.rayplan.RayPlan), without a cluster: one embedder per GPU
 where the cluster has GPUs, half the CPUs otherwise, loaders on the rest, and shares that always fit."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ingest.config import IngestConfig
-from ingest.distributed import RayPlan
+from ingest.rayplan import RayPlan
 from ingest.errors import IngestError
 
 
