@@ -11,11 +11,13 @@ Signals, all local:
   * polarity: a claim that is negated while its best sentence is not (or the reverse), or that uses a word whose
     opposite its best sentence uses ("before"/"after", "more"/"less", ...);
   * miscitation: how much more of the claim's content words a block it does not cite holds than the best block
-    it cites (the sentence may be true, but not of what it cites).
-With a judge the verdict is entailment, terms (when `check_terms`) and miscitation (`max_miscitation`);
-without one, terms, similarity and polarity. The judge's wording, rule and thresholds were chosen on the dev
-split of the labelled real answers (corpora/labelled, python -m eval.tuning checker; the choice is recorded in
-corpora/labelled/tuning/); the test split is reported, never tuned on.
+    it cites (the sentence may be true, but not of what it cites);
+  * anchoring: a number of the claim must be stated near the claim's subject (its names and identifiers that the
+    question has), within two sentences, not anywhere in the block (rag.verify.terms.unanchored_number).
+With a judge the verdict is entailment, terms and anchoring (when `check_terms`) and miscitation
+(`max_miscitation`); without one, terms, anchoring, similarity and polarity. The judge's wording, rule and
+thresholds were chosen on the dev split of the labelled real answers (corpora/labelled, python -m eval.tuning
+checker; the choice is recorded in corpora/labelled/tuning/); the test split is reported, never tuned on.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from rag.prompt import Block, Prompt, blocks_from_texts, build_prompt
 from rag.records import ClaimVerdict
 from rag.text import content_words, split_claims, word_support
 from rag.verify.entailment import answerability_instruction, ask, claim_instruction
-from rag.verify.terms import extract_terms, lexical_support, missing_terms, opposite_in, passage_units, polarity_conflict
+from rag.verify.terms import (
+    extract_terms,
+    lexical_support,
+    missing_terms,
+    opposite_in,
+    passage_units,
+    polarity_conflict,
+    unanchored_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,7 @@ class Signals:
     negation: str = ""  # how the claim's polarity (a negation, an opposite word) differs from its best passage unit
     entailment: float | None = None  # the LLM judge's P(the cited documents state the claim); None without one
     miscitation: float = 0.0  # share of the claim's words an uncited block holds beyond the best cited one (>= 0)
+    unanchored: str = ""  # a number of the claim that no passage states near the claim's subject (why), else ""
 
 
 class ClaimChecker:
@@ -193,14 +204,17 @@ class ClaimChecker:
         if others:
             cited_best = max(word_support(claim, c) for c in contexts)
             miscitation = max(0.0, max(word_support(claim, o) for o in others) - cited_best)
+        unanchored = unanchored_number(claim, question, list(contexts)) if self.check_terms and not missing else ""
         return Signals(similarity=sim, lexical=lexical_support(claim, context), missing=missing, negation=negation,
-                       entailment=entailment, miscitation=round(miscitation, 4))
+                       entailment=entailment, miscitation=round(miscitation, 4), unanchored=unanchored)
 
     def decide(self, s: Signals) -> tuple[bool, list[str]]:
         """(supported, reasons it is not) from a claim's signals and this checker's thresholds."""
         reasons: list[str] = []
         if s.missing:
             reasons.append("not in the cited passages: " + ", ".join(s.missing[:5]))
+        if s.unanchored:
+            reasons.append(s.unanchored + " in the cited passages")
         if s.entailment is not None:
             if s.entailment < self.min_entailment:
                 reasons.append(f"the model finds it not stated in the cited passages (P {s.entailment:.2f})")

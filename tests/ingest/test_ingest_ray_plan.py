@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ingest.config import IngestConfig
-from ingest.rayplan import RayPlan
 from ingest.errors import IngestError
+from ingest.rayplan import RayPlan
 
 
 def test_one_embedder_per_gpu_each_holding_a_whole_gpu() -> None:

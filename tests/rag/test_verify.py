@@ -203,3 +203,45 @@ def test_names_given_by_the_question_need_not_be_in_the_cited_block() -> None:
     # a name the question does not give, and a number the block does not give, are still missing
     other = checker.signals("PostgreSQL allows 1600 columns.", [block], question)
     assert set(other.missing) >= {"PostgreSQL", "1600"}
+
+
+MANUAL = ("R Data Import/Export. Version 4.2.2 Patched (2022-11-10). R Core Team. "
+          "This manual describes the import and export facilities. Reading data is covered first. "
+          "Spreadsheets come next. Databases follow them. "
+          "Function download.file is provided to read a file from a Web resource via FTP or HTTP. "
+          "It writes the file to a local path. Connections can also read from URLs. "
+          "The default setting for SQLITE_MAX_COLUMN is 2000.")
+
+
+def test_a_number_must_be_stated_near_what_the_claim_says_it_is_about() -> None:
+    """A version taken from a title page for "when was download.file introduced" has every term in the block, but
+    not together: flagged. The same number near its subject, within two sentences, passes."""
+    from rag.verify.terms import unanchored_number
+
+    q = "In which version of R was download.file introduced?"
+    made_up = "The download.file function was introduced in R version 4.2.2 Patched (2022-11-10)."
+    assert unanchored_number(made_up, q, [MANUAL]) == "4.2.2 is not stated near R, download.file"
+    checker = ClaimChecker(judge=TableJudge({}))  # the judge is fooled (P 0.9); the anchoring is not
+    [verdict] = checker.check_sentences(q, [(made_up, (1,))], blocks(MANUAL))
+    assert not verdict.supported and "4.2.2 is not stated near R, download.file in the cited passages" in verdict.reason
+    [lexical] = ClaimChecker().check_sentences(q, [(made_up, (1,))], blocks(MANUAL))  # no judge: the same rule
+    assert not lexical.supported and "not stated near" in lexical.reason
+    # The window: the subject in the number's sentence, or up to two sentences either side.
+    claim = "download.file reads over HTTP since R 3.2."
+    base = "Function download.file reads files over FTP or HTTP."
+    assert unanchored_number(claim, q, [f"{base} It has done so since R 3.2."]) == ""
+    assert unanchored_number(claim, q, [f"R 3.2 came out. One more. {base}"]) == ""  # two sentences away
+    assert unanchored_number(claim, q, [f"R 3.2 came out. One more. Two more. {base}"]) == (
+        "3.2 is not stated near R, download.file")
+
+
+def test_anchoring_counts_identifier_parts_and_leaves_questions_without_a_subject_alone() -> None:
+    from rag.verify.terms import unanchored_number
+
+    q = "What is the default maximum number of columns allowed in an SQLite table?"
+    assert unanchored_number("SQLite allows 2000 columns by default.", q, [MANUAL]) == ""  # SQLITE_MAX_COLUMN
+    # Nothing named in the question and the claim: the rule does not apply (the judge and term checks do).
+    assert unanchored_number("The limit is 2000.", "What is the limit?", [MANUAL]) == ""
+    # A number the question itself gives needs no anchor.
+    q2 = "What happens in R 4.2.2 to download.file?"
+    assert unanchored_number("In R 4.2.2 download.file reads files over FTP.", q2, [MANUAL]) == ""
