@@ -136,9 +136,9 @@ def unanchored_number(claim: str, question: str, contexts: list[str] | tuple[str
         return ""
     units = [split_sentences(c) or [c] for c in contexts]
     for n in numbers:
-        if not any(all(term_present(x, near) for x in subject)
+        if not any(all(term_present(x, near) or term_present(x, near.replace("_", " ")) for x in subject)
                    for sents in units for i, sent in enumerate(sents) if n in numbers_in(sent, context=True)
-                   for near in [" ".join(sents[max(0, i - window): i + window + 1]).lower().replace("_", " ")]):
+                   for near in [" ".join(sents[max(0, i - window): i + window + 1]).lower()]):
             return f"{n} is not stated near {', '.join(subject)}"
     return ""
 

@@ -240,6 +240,9 @@ def test_anchoring_counts_identifier_parts_and_leaves_questions_without_a_subjec
 
     q = "What is the default maximum number of columns allowed in an SQLite table?"
     assert unanchored_number("SQLite allows 2000 columns by default.", q, [MANUAL]) == ""  # SQLITE_MAX_COLUMN
+    # An identifier with underscores in the subject matches itself, not only its parts.
+    q3 = "What value does the analysis_limit pragma recommend?"
+    assert unanchored_number("Use PRAGMA analysis_limit=400.", q3, ["Run PRAGMA analysis_limit=400 first."]) == ""
     # Nothing named in the question and the claim: the rule does not apply (the judge and term checks do).
     assert unanchored_number("The limit is 2000.", "What is the limit?", [MANUAL]) == ""
     # A number the question itself gives needs no anchor.
