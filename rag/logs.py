@@ -1,6 +1,7 @@
 """Logging set-up for the faces on top (CLI, server): text or JSON lines on stderr, with a request id.
 
-The library only logs through `logging`; this module is called by the CLI once.
+The library only logs through `logging`; this module is called by the CLI once (and by each worker process of
+`rag serve --workers N`, with the settings of its parent).
 """
 
 from __future__ import annotations

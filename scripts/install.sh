@@ -35,18 +35,21 @@ if ! python -c "import rag, ingest, eval" 2>/dev/null || [ "${RAG_REINSTALL:-0}"
     # The wheel pip took may be one cached from an older, AVX2-only build. Rebuild it when this CPU has AVX-512
     # (with VNNI and BF16) and the installed build does not use it; the result is kept in a folder named by the
     # version and the flags, so the next fresh venv on this machine reuses it instead of compiling again.
-    if [[ "$CMAKE_ARGS" == *GGML_AVX512=ON* ]] \
-       && ! python -c "import llama_cpp, sys; sys.exit('AVX512 = 1' not in llama_cpp.llama_print_system_info().decode())" 2>/dev/null; then
+    HAS_AVX512="import llama_cpp, sys; info = llama_cpp.llama_print_system_info().decode()
+sys.exit(not all(f in info for f in ('AVX512 = 1', 'AVX512_VNNI = 1', 'AVX512_BF16 = 1')))"
+    if [[ "$CMAKE_ARGS" == *GGML_AVX512=ON* ]] && ! python -c "$HAS_AVX512" 2>/dev/null; then
         LLAMA_VERSION=$(sed -n 's/^llama_cpp_python==//p' constraints.txt)
         FLAGS_ID=$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-12)
-        WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/rag/llama-cpp-python-$LLAMA_VERSION-$FLAGS_ID"
+        WHEELS="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/rag/llama-cpp-python-$LLAMA_VERSION-$FLAGS_ID"
         if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-            echo "building llama-cpp-python $LLAMA_VERSION with AVX-512 (about 10 minutes on 2 cores)" >&2
+            echo "building llama-cpp-python $LLAMA_VERSION with AVX-512 (about 5-10 minutes on 2 cores)" >&2
+            rm -rf "$WHEELS.tmp"  # what an interrupted build left
             python -m pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
                 "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS.tmp"
             rm -rf "$WHEELS" && mv "$WHEELS.tmp" "$WHEELS"
         fi
         python -m pip install -q --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-*.whl
+        python -c "$HAS_AVX512" || { echo "llama-cpp-python was rebuilt but still lacks AVX-512 (CMAKE_ARGS: $CMAKE_ARGS)" >&2; exit 1; }
     fi
     touch .venv/.installed
 fi

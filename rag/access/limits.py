@@ -84,6 +84,7 @@ class SqliteRateLimiter:
         if self._db is not None:
             with self._lock:
                 self._db.close()
+                self._db = None
 
     def check(self, key_id: str) -> float:
         """0 when the request may go ahead (and counts it), else the seconds until it may be retried."""
@@ -96,10 +97,10 @@ class SqliteRateLimiter:
         self._run(key_id, count=True, only_if_under=False)
 
     def _run(self, key_id: str, count: bool, only_if_under: bool) -> float:
-        if self._db is None:
-            return 0.0
-        db = self._db
         with self._lock:
+            db = self._db
+            if db is None:  # no limit (or closed, as the server stops)
+                return 0.0
             if not count:  # only asking (every request asks about its address): a read, no write lock
                 return self._wait(time.time(), key_id)
             db.execute("BEGIN IMMEDIATE")
@@ -110,16 +111,17 @@ class SqliteRateLimiter:
                 wait = self._wait(now, key_id)
                 if not (only_if_under and wait):
                     db.execute("INSERT INTO rate_events(scope, key, at) VALUES (?, ?, ?)", (self.scope, key_id, now))
-                    if self.per_minute > 1 and random.random() < PRUNE_CHANCE:  # keys that stopped sending
+                    if random.random() < PRUNE_CHANCE:  # keys and addresses that stopped sending
                         db.execute("DELETE FROM rate_events WHERE at <= ?", (now - self.window,))
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
             return wait
 
     def _wait(self, now: float, key_id: str) -> float:
-        assert self._db is not None
+        assert self._db is not None  # callers hold the lock and checked
         row = self._db.execute("SELECT at FROM rate_events WHERE scope = ? AND key = ? AND at > ? ORDER BY at DESC "
                                "LIMIT 1 OFFSET ?", (self.scope, key_id, now - self.window, self.per_minute - 1)).fetchone()
         return max(0.001, row[0] + self.window - now) if row else 0.0

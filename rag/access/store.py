@@ -34,9 +34,13 @@ class AccessStore:
 
     def __init__(self, index_dir: str | Path) -> None:
         directory = Path(index_dir)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = private_file(directory / STORE_FILE)  # key hashes and asked questions: owner only
-        self._db = _connect(self.path)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path = private_file(directory / STORE_FILE)  # key hashes and asked questions: owner only
+            self._db = _connect(self.path)
+        except (OSError, sqlite3.Error) as e:
+            what = "is not a folder" if directory.exists() and not directory.is_dir() else f"cannot be opened: {e}"
+            raise AccessError(f"index {directory} {what} (API keys and the audit log are kept there)") from None
         schema.migrate(self._db)
         self._lock = threading.Lock()
         self._audit = AuditQueue(lambda: _connect(self.path), self._insert)

@@ -44,9 +44,11 @@ def create_app(rag: RAG, access: AccessStore, on_close: Callable[[], None] | Non
         # can run only contend for the interpreter (server.threads).
         anyio.to_thread.current_default_thread_limiter().total_tokens = st.threads
         yield
-        st.shutdown()
-        if on_close is not None:
-            on_close()
+        try:
+            st.shutdown()
+        finally:
+            if on_close is not None:
+                on_close()
 
     # No public schema or docs pages: /openapi.json is served below, to callers with a key only.
     app = FastAPI(title="rag", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,

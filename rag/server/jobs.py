@@ -4,6 +4,7 @@ or in PostgreSQL, where every replica sees every job. MemoryJobs keeps them in o
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -42,11 +43,14 @@ class MemoryJobs:
 
 
 class SqliteJobs:
-    """Jobs in the upload_jobs table of the index directory's server file (rag.access.serverdb)."""
+    """Jobs in the upload_jobs table of the index directory's server file (rag.access.serverdb). Each job keeps the
+    process that runs it: a job still queued or running when that process is gone (killed, restarted) is reported
+    failed rather than left running forever."""
 
     def __init__(self, index_dir: str | Path) -> None:
         self._db = serverdb.connect(index_dir)
         self._lock = threading.Lock()
+        self._owner = serverdb.process_key(os.getpid())
 
     def add(self, job: Job) -> None:
         with self._lock:
@@ -57,20 +61,28 @@ class SqliteJobs:
     def update(self, job: Job) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO upload_jobs(id, tenant, files, status, created, finished, report, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                "INSERT INTO upload_jobs(id, tenant, files, status, created, finished, report, error, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
                 "finished = excluded.finished, report = excluded.report, error = excluded.error",
                 (job.id, job.tenant, json.dumps(list(job.files)), job.status, job.created, job.finished,
-                 None if job.report is None else json.dumps(job.report, default=str), job.error))
+                 None if job.report is None else json.dumps(job.report, default=str), job.error, self._owner))
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
-            row = self._db.execute("SELECT id, tenant, files, status, created, finished, report, error "
+            row = self._db.execute("SELECT id, tenant, files, status, created, finished, report, error, owner "
                                    "FROM upload_jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             return None
-        return Job(id=row[0], tenant=row[1], files=list(json.loads(row[2])), status=row[3], created=row[4],
-                   finished=row[5], report=None if row[6] is None else json.loads(row[6]), error=row[7])
+        job = Job(id=row[0], tenant=row[1], files=list(json.loads(row[2])), status=row[3], created=row[4],
+                  finished=row[5], report=None if row[6] is None else json.loads(row[6]), error=row[7])
+        owner = row[8]
+        if job.status in ("queued", "running") and owner and serverdb.process_key(int(owner.split(":")[0])) != owner:
+            job.status, job.finished = "failed", time.time()
+            job.error = "the server process running this job stopped before it finished; upload the files again"
+            with self._lock:
+                self._db.execute("UPDATE upload_jobs SET status = ?, finished = ?, error = ? WHERE id = ? AND status = ?",
+                                 (job.status, job.finished, job.error, job.id, row[3]))
+        return job
 
     def close(self) -> None:
         with self._lock:

@@ -267,6 +267,10 @@ def in_process(index: Path, embedder, client_address: str = "testclient", **serv
 
     config = Config(index_dir=index).with_overrides(
         **{"answer.llm": "extractive", **{f"server.{k}": v for k, v in server.items()}})
+    # Each app starts with empty rate-limit windows and no jobs, as a newly started server of its own: the state
+    # that server processes share (server.sqlite) is tested in test_server_shared_state.py and test_server_workers.py.
+    for leftover in index.glob("server.sqlite*"):
+        leftover.unlink()
     access = AccessStore(index)
     keys = {"reader_a": access.create_key("reader A", "reader", ["A"]).token,
             "reader_b": access.create_key("reader B", "reader", ["B"]).token,

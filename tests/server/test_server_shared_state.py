@@ -33,12 +33,12 @@ def test_two_limiters_over_one_folder_count_one_window(tmp_path: Path) -> None:
 
 
 def test_hit_counts_and_the_window_slides(tmp_path: Path) -> None:
-    a, b = SqliteRateLimiter(tmp_path, 2, "auth", window=0.4), SqliteRateLimiter(tmp_path, 2, "auth", window=0.4)
+    a, b = SqliteRateLimiter(tmp_path, 2, "auth", window=1.0), SqliteRateLimiter(tmp_path, 2, "auth", window=1.0)
     try:
         a.hit("10.0.0.1")
         b.hit("10.0.0.1")
         assert a.blocked("10.0.0.1") > 0 and b.check("10.0.0.1") > 0
-        time.sleep(0.45)
+        time.sleep(1.05)
         assert a.blocked("10.0.0.1") == 0.0 and b.check("10.0.0.1") == 0.0
     finally:
         a.close()
@@ -101,3 +101,31 @@ def test_old_finished_jobs_are_dropped_and_the_file_is_private(tmp_path: Path) -
     finally:
         jobs.close()
     assert stat.S_IMODE((tmp_path / serverdb.SERVER_FILE).stat().st_mode) == 0o600
+
+
+def _start_job_and_exit(folder: str) -> None:
+    SqliteJobs(folder).add(Job("job_orphan", "A", ["a.md"], status="running"))
+
+
+def test_a_job_whose_process_is_gone_is_reported_failed(tmp_path: Path) -> None:
+    """A server process killed in the middle of an ingest leaves its job running: any process reading it later
+    reports it failed (and records that), while a job of a live process stays running."""
+    ctx = multiprocessing.get_context("spawn")
+    p = ctx.Process(target=_start_job_and_exit, args=(str(tmp_path),))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    jobs = SqliteJobs(tmp_path)
+    try:
+        job = jobs.get("job_orphan")
+        assert job is not None and job.status == "failed" and "stopped before it finished" in job.error, job
+        assert job.finished is not None
+        jobs.add(Job("job_live", "A", ["b.md"], status="running"))
+        live = SqliteJobs(tmp_path)
+        try:
+            assert live.get("job_live").status == "running"  # type: ignore[union-attr]
+            assert live.get("job_orphan").status == "failed"  # type: ignore[union-attr] - recorded
+        finally:
+            live.close()
+    finally:
+        jobs.close()

@@ -50,10 +50,13 @@ def test_two_worker_processes_share_the_port_jobs_and_limits(tmp_path: Path, emb
 
     with launch_process(tmp_path, index, "workers", rate=RATE,
                         extra=("--llm", "extractive", "--workers", "2")) as (proc, url):
-        deadline = time.monotonic() + 60
-        while len(workers := _workers(proc.pid)) < 2 and time.monotonic() < deadline:
+        log = tmp_path / "workers.log"
+        deadline = time.monotonic() + 120  # both workers loaded (the first answering /healthz is not enough)
+        while log.read_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(workers) == 2, workers
+        workers = _workers(proc.pid)
+        assert len(workers) == 2, (workers, log.read_text()[-2000:])
+        time.sleep(0.5)
 
         # Both workers serve: under concurrent load (a new connection per request) each one's CPU time grows.
         before = {w: _cpu_seconds(w) for w in workers}
@@ -97,3 +100,24 @@ def test_two_worker_processes_share_the_port_jobs_and_limits(tmp_path: Path, emb
     # Stopping the parent stopped both workers.
     for w in workers:
         assert not Path(f"/proc/{w}").exists() or "zombie" in Path(f"/proc/{w}/status").read_text().lower(), w
+
+
+def test_workers_fail_at_once_with_a_clear_message(tmp_path: Path, rag_cli) -> None:
+    """A taken port or an unusable index fails in the parent, before any worker starts: exit 1 and one line
+    naming what was wrong (no worker restarting forever, no exit 0)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = rag_cli.run(["serve", "--index", str(tmp_path / "index"), "--llm", "extractive", "--workers", "2",
+                           "--port", str(port)])
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"cannot listen on http://127.0.0.1:{port}" in out.stderr
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("not an index")
+    out = rag_cli.run(["serve", "--index", str(not_a_folder), "--llm", "extractive", "--workers", "2",
+                       "--port", "0"])
+    assert out.returncode == 1 and str(not_a_folder) in out.stderr, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
