@@ -1,7 +1,7 @@
 """Load on the HTTP server (run by hand; prints figures).
 
     python bench/serve.py [--corpus lecture] [--levels 1 10 50] [--requests 200] [--ask-requests 100] [--threads N]
-                          [--workers 1 2] [--rounds 1]
+                          [--workers 1 2] [--rounds 1] [--client python|ab]
 
 Builds (or reuses) an index of corpora/CORPUS under .rag/bench/, starts `rag serve --llm extractive` on a
 free 127.0.0.1 port, and for each number of concurrent clients sends a bounded number of requests to
@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -94,6 +95,30 @@ async def _level(url: str, key: str, route: str, questions: list[str], clients: 
             "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else float("nan")}
 
 
+def run_ab(url: str, key: str, route: str, question: str, clients: int, requests: int) -> dict[str, float]:
+    """The same level through ApacheBench (`ab`, Debian's apache2-utils: C, one thread, keep-alive), which takes
+    far less of the shared cores than Python clients do. It sends one body, so one question, every time."""
+    body = {"query": question} if route == "/v1/retrieve" else {"question": question}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(body, f)
+        f.flush()
+        out = subprocess.run(["ab", "-q", "-k", "-c", str(clients), "-n", str(requests), "-p", f.name,
+                              "-T", "application/json", "-H", f"Authorization: Bearer {key}", url + route],
+                             capture_output=True, text=True, check=True).stdout
+
+    def field(pattern: str) -> float:
+        m = re.search(pattern, out, re.MULTILINE)
+        return float(m.group(1)) if m else 0.0
+
+    # ab counts a body whose length differs from the first one as failed ("Length"): answers differ in length
+    # (their timings), so only connect, receive and exception failures and non-2xx statuses are errors.
+    failed = int(sum(field(rf"{kind}: (\d+)") for kind in ("Connect", "Receive", "Exceptions"))
+                 + field(r"^Non-2xx responses:\s+(\d+)"))
+    return {"clients": clients, "requests": int(field(r"^Complete requests:\s+(\d+)")), "errors": failed,
+            "seconds": field(r"^Time taken for tests:\s+([\d.]+)"), "rps": field(r"^Requests per second:\s+([\d.]+)"),
+            "p50_ms": field(r"^\s+50%\s+(\d+)"), "p99_ms": field(r"^\s+99%\s+(\d+)")}
+
+
 LIMIT_CHECK = """
 import statistics, sys, time
 from rag.access.limits import SqliteRateLimiter
@@ -146,7 +171,8 @@ def measure(index: Path, key: str, questions: list[str], workers: int, args: arg
             for route in ("/v1/retrieve", "/v1/ask"):
                 for clients in args.levels:
                     n = args.requests if route == "/v1/retrieve" else args.ask_requests
-                    r = run_level(url, key, route, questions, clients, n, args.max_seconds)
+                    r = (run_ab(url, key, route, questions[0], clients, n) if args.client == "ab"
+                         else run_level(url, key, route, questions, clients, n, args.max_seconds))
                     results.append({"route": route, **r})
                     print(f"{route:<14}{clients:>8}{r['requests']:>10}{r['errors']:>8}{r['p50_ms']:>9.1f}"
                           f"{r['p99_ms']:>9.1f}{r['rps']:>8.1f}")
@@ -171,6 +197,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="the server's server.threads (default: its config's)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1], help="server.workers values to measure in turn")
     ap.add_argument("--rounds", type=int, default=1, help="times to measure every --workers value (A B A B)")
+    ap.add_argument("--client", choices=["python", "ab"], default="python",
+                    help="load generator: python coroutines (the dev questions in turn) or ab (apache2-utils; one "
+                         "question; leaves the server more of the shared cores)")
     args = ap.parse_args()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if args.threads is not None:
