@@ -70,7 +70,27 @@ class RateLimiter:
             q.popleft()
 
 
-class SqliteRateLimiter:
+class SharedRateLimiter:
+    """The RateLimiter interface over a store that several processes share (SqliteRateLimiter here,
+    rag.access.postgres.PgRateLimiter): subclasses implement `_run`, one counted or asked-only decision."""
+
+    per_minute: int
+
+    def check(self, key_id: str) -> float:
+        """0 when the request may go ahead (and counts it), else the seconds until it may be retried."""
+        return self._run(key_id, count=True, only_if_under=True)
+
+    def blocked(self, key_id: str) -> float:
+        return self._run(key_id, count=False, only_if_under=False)
+
+    def hit(self, key_id: str) -> None:
+        self._run(key_id, count=True, only_if_under=False)
+
+    def _run(self, key_id: str, count: bool, only_if_under: bool) -> float:
+        raise NotImplementedError
+
+
+class SqliteRateLimiter(SharedRateLimiter):
     """The RateLimiter interface over the index directory's server file (rag.access.serverdb): one sliding window
     per (scope, key) that every server process of the folder counts in. A check is one short write transaction
     (BEGIN IMMEDIATE: processes take turns); wall-clock time, since processes share no monotonic clock."""
@@ -85,16 +105,6 @@ class SqliteRateLimiter:
             with self._lock:
                 self._db.close()
                 self._db = None
-
-    def check(self, key_id: str) -> float:
-        """0 when the request may go ahead (and counts it), else the seconds until it may be retried."""
-        return self._run(key_id, count=True, only_if_under=True)
-
-    def blocked(self, key_id: str) -> float:
-        return self._run(key_id, count=False, only_if_under=False)
-
-    def hit(self, key_id: str) -> None:
-        self._run(key_id, count=True, only_if_under=False)
 
     def _run(self, key_id: str, count: bool, only_if_under: bool) -> float:
         with self._lock:

@@ -16,6 +16,7 @@ from typing import Any
 from ingest.backend import PostgresTarget
 from ingest.pg.connect import connect, migrate
 from rag.access.auditqueue import AuditQueue
+from rag.access.limits import SharedRateLimiter
 from rag.access.records import TOKEN_PREFIX, ApiKey, AuditEntry, NewKey, hash_token
 from rag.access.store import audit_row, new_key
 
@@ -143,7 +144,7 @@ class PgAccessStore:
                            sources=tuple(json.loads(r[5] or "[]")), refused=r[6], status=r[7]) for r in rows]
 
 
-class PgRateLimiter:
+class PgRateLimiter(SharedRateLimiter):
     """The RateLimiter interface over one table: a sliding window of events per (scope, key) that every replica
     shares. `check` counts and decides under a transaction-scoped advisory lock on the key."""
 
@@ -156,16 +157,6 @@ class PgRateLimiter:
         if self._db is not None:
             with self._lock:
                 self._db.close()
-
-    def check(self, key_id: str) -> float:
-        """0 when the request may go ahead (and counts it), else the seconds until it may be retried."""
-        return self._run(key_id, count=True, only_if_under=True)
-
-    def blocked(self, key_id: str) -> float:
-        return self._run(key_id, count=False, only_if_under=False)
-
-    def hit(self, key_id: str) -> None:
-        self._run(key_id, count=True, only_if_under=False)
 
     def _run(self, key_id: str, count: bool, only_if_under: bool) -> float:
         if self._db is None:
