@@ -21,6 +21,20 @@ load (as for a migration), and queries go through the product's read path (PgInd
 a REPEATABLE READ transaction as the read-only role, row-level security on) from a fresh process. The embedded side
 is bench/ann.py's: FaissIndex (kind hnsw) built, saved, and searched by a fresh process that maps the file as `rag`
 does; its memory is that process's peak RSS.
+
+The 1 M-chunk figures in docs/scaling.md (16 cores, 125 GiB RAM), reproduced from the repository root:
+
+    rag ingest corpora/sqlite-docs/docs --index /tmp/sqlite-docs-index   # built-in defaults: 1,693 MiniLM vectors
+    mkdir -p /tmp/seed && cp /tmp/sqlite-docs-index/store.sqlite /tmp/seed/   # --seed-index reads only store.sqlite
+    export OMP_WAIT_POLICY=PASSIVE PYTHONUNBUFFERED=1
+    mount -o remount,size=48G /dev/shm   # as root: room for PostgreSQL's parallel HNSW build in shared memory
+    python bench/scale.py --chunks 1000000 --queries 200 --seed-index /tmp/seed --backends embedded \\
+        --json embedded.json > embedded.log 2>&1 &    # both backends at once, in two processes
+    python bench/scale.py --chunks 1000000 --queries 200 --seed-index /tmp/seed --backends postgres \\
+        --pg-workers 12 --pg-memory 16GB --json postgres.json
+    wait
+
+The embedded figures were then measured again with the first command alone (memory read from /proc).
 """
 
 from __future__ import annotations

@@ -50,6 +50,19 @@ def index_args(target: object) -> list[str]:
     return [] if isinstance(target, PostgresTarget) else ["--index", str(target)]
 
 
+def access_store(target: object):  # noqa: ANN201 - rag.access.AccessStore or rag.access.postgres.PgAccessStore
+    """The API keys and audit log of an index: in its directory, or beside its tables in PostgreSQL."""
+    from ingest.backend import PostgresTarget
+
+    if isinstance(target, PostgresTarget):
+        from rag.access.postgres import PgAccessStore
+
+        return PgAccessStore(target)
+    from rag.access import AccessStore
+
+    return AccessStore(target)  # type: ignore[arg-type]
+
+
 # --- reading an index of either backend, the way the tests of the index look at it --------------------------------
 
 CHUNK_ROWS = ('SELECT c.id, d.source, c.text, c.page, c.section, c.start, c."end", c.text_hash FROM chunks c '

@@ -61,6 +61,13 @@ CREATE INDEX chunks_tsv ON {s}.chunks USING gin (tsv);
 CREATE TABLE {s}.vectors (text_hash text PRIMARY KEY, embedding vector NOT NULL);
 """
 
+# `vectors` has no row-level security: it holds no tenant and no text, only sha256 text hashes and embeddings, shared
+# by every tenant's chunks (a text held by two tenants is embedded once). Searches never read it (they read
+# chunks.embedding, under the policy); the reader role needs SELECT on it for the consistency check of `rag stats`
+# (PgIndex.consistency counts chunks without a cached vector, in a reader snapshot). Accepted: someone holding the
+# reader role (which cannot log in: a SQL injection into a read query, say) could learn whether a guessed exact chunk
+# text is in the index, of some tenant (hash the guess, look the hash up), and probe the embeddings with guessed
+# texts (or try to invert them, which recovers approximate content), but not which tenant or document holds them.
 M2_ROW_LEVEL_SECURITY = f"""
 ALTER TABLE {{s}}.documents ENABLE ROW LEVEL SECURITY;
 ALTER TABLE {{s}}.documents FORCE ROW LEVEL SECURITY;

@@ -1,7 +1,10 @@
 """The postgres backend's own guarantees: row-level security by tenant (a query that forgets its filter still reads
 only its tenants' rows), the DSN read from the variable the config names and never shown, SQLite GLOB semantics
-for filters, and filters applied inside the vector search. (Retrieval, tenant, index and crash tests run on both
-backends in their own files.)"""
+for filters, and filters applied inside the vector search. (The retrieval, index and tenant tests run on both
+backends in their own files: test_ingest_index.py, test_ingest_security.py's prune test, tests/rag/test_retrieve.py,
+tests/rag/test_tenant_snapshot.py, and the server's tenant, key and campaign tests through `tenant_server` and the
+`backend` fixture. Crash points are each backend's own: test_ingest_crash.py and test_ingest_kill_campaign.py for
+the embedded commit, test_ingest_pg_crash.py for PostgreSQL's transaction.)"""
 
 from __future__ import annotations
 

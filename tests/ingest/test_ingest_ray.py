@@ -129,14 +129,21 @@ def test_a_hostile_file_costs_one_line_and_unchanged_files_never_reach_the_clust
     assert report.unchanged == ["a.txt", "long.md"] and not report.added and not report.failed
     assert not unchanged.stats.connected and unchanged.stats.files_shipped == 0 and unchanged.stats.texts_shipped == 0
 
-    # One file grows: only it is shipped, and only its chunks without a vector are embedded.
+    # One file grows: only it is shipped, and only its chunks without a vector are embedded. Through the command
+    # line again, the cluster chosen by configuration alone ([ingest] executor = "ray", ray_address, here from the
+    # environment as a deployment sets them; no --ray), its executor's log lines read from stderr as JSON.
     with (docs / "long.md").open("a") as fh:
         fh.write("\n\n" + make_text(8, 120))
-    changed = _executor(cluster, config)
-    report = ingest_paths([docs], index, config, executor=changed)
-    assert report.updated == ["long.md"] and report.unchanged == ["a.txt"]
-    assert changed.stats.files_shipped == 1
-    assert 0 < changed.stats.texts_shipped == report.chunks_embedded < report.chunks_added
+    out = rag_cli.run(["-v", "--log-format", "json", "ingest", docs, "--index", index, "--json"], timeout=1800,
+                      extra_env={"RAG_INGEST__EXECUTOR": "ray", "RAG_INGEST__RAY_ADDRESS": cluster.address})
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["updated_files"] == ["long.md"] and report["unchanged_files"] == ["a.txt"], report
+    logged = [json.loads(line)["message"] for line in out.stderr.splitlines() if line.startswith('{"time"')]
+    assert f"ray: {cluster.address}, 2 node(s); 1 loader(s), 1 embedder(s)" in logged, logged
+    shipped = [m for m in logged if m.startswith("ray: shipped ")]
+    assert shipped and shipped[0].startswith(f"ray: shipped 1 file(s) and {report['chunks_embedded']} text(s);"), logged
+    assert 0 < report["chunks_embedded"] < report["chunks_added"], report
 
 
 def test_a_cluster_ingest_into_postgres_is_the_local_index(cluster, postgres, embedder, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.backend import open_index
 from ingest.collection import Collection
 from ingest.config import IngestConfig
 from ingest.errors import IngestError
@@ -54,8 +55,9 @@ def test_the_cli_refuses_bad_tenant_names_with_exit_status_1(tmp_path: Path, rag
     assert not (tmp_path / "index" / "store.sqlite").exists()
 
 
-def test_prune_touches_only_this_tenant_and_the_roots_given_now(tmp_path: Path, hash_embedder) -> None:
-    index = tmp_path / "index"
+def test_prune_touches_only_this_tenant_and_the_roots_given_now(tmp_path: Path, new_index, hash_embedder) -> None:
+    """On both index backends (an index directory; a PostgreSQL schema)."""
+    index = new_index()
     one = _docs(tmp_path / "one", {"keep.txt": "one keep", "gone.txt": "one gone"})
     two = _docs(tmp_path / "two", {"other.txt": "two other"})
     same_a = _docs(tmp_path / "a-docs", {"gone.txt": "tenant a's own gone.txt", "shared.txt": "a shared"})
@@ -67,11 +69,12 @@ def test_prune_touches_only_this_tenant_and_the_roots_given_now(tmp_path: Path, 
     report = ingest_paths([one], index, cfg, prune=True, embedder=hash_embedder)  # no tenant
     assert report.removed == ["gone.txt"]
 
-    coll = Collection(index)
+    reader = open_index(index)
     try:
-        docs = sorted((d.tenant or "-", d.source) for d in coll.store.documents())
+        with reader.snapshot() as view:  # every tenant's documents
+            docs = sorted((d.tenant or "-", d.source) for d in view.documents())
     finally:
-        coll.close()
+        reader.close()
     assert docs == [("-", "keep.txt"), ("-", "other.txt"),  # the other root's document stays
                     ("a", "gone.txt"), ("a", "shared.txt"),  # tenant a's gone.txt stays (same name, other tenant)
                     ("b", "gone.txt"), ("b", "keep.txt")]  # tenant b ingested the same folder: not pruned by a run without tenant

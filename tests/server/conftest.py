@@ -1,5 +1,9 @@
 """A real `rag serve` (uvicorn) subprocess on 127.0.0.1 over a small two-tenant index built here; and the same app
-in-process (FastAPI's TestClient over `create_app`) for tests that need to reach inside or send many requests."""
+in-process (FastAPI's TestClient over `create_app`) for tests that need to reach inside or send many requests.
+
+`server` serves an embedded index; `tenant_server` is the same server on each index backend (`[embedded]`, and
+`[postgres]`: the index, keys and audit log in the session's PostgreSQL), for the tests of tenants and keys
+(issue 12: every tenant test runs on both backends)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from index_backends import BACKENDS, access_store, backend_env, pg_target
 
 TENANT_A = {
     "fish.md": "# Zebrafish care\n\nThe zebrafish aquarium protocol requires water at 28 degrees Celsius. "
@@ -54,9 +59,14 @@ max_retries = 0
 @dataclass(frozen=True)
 class Server:
     url: str  # http://127.0.0.1:PORT
-    index: Path
+    index: Path  # the server's --index folder (a postgres index keeps only uploads there)
     log: Path
     keys: dict[str, str]  # role name -> plaintext key
+    target: object = None  # the index itself: `index` (embedded) or an ingest.backend.PostgresTarget
+
+    def access(self):  # noqa: ANN201 - rag.access.AccessStore or rag.access.postgres.PgAccessStore
+        """The key store the server reads (the caller closes it)."""
+        return access_store(self.index if self.target is None else self.target)
 
     def client(self, key: str | None, **kw: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -97,16 +107,18 @@ def server_env() -> dict[str, str]:
 
 
 def start_server(tmp: Path, index: Path, name: str, rate: int = 200, timeout: float = 60.0,
-                 extra: tuple[str, ...] = ("--llm", "extractive")) -> tuple[subprocess.Popen, str, Path]:
-    """Launch `rag serve` on a free loopback port; returns (process, url, log file)."""
+                 extra: tuple[str, ...] = ("--llm", "extractive"),
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, Path]:
+    """Launch `rag serve` on a free loopback port; returns (process, url, log file). `env`: more variables (e.g.
+    backend_env(target) for a postgres index)."""
     cfg = tmp / f"{name}.toml"
     cfg.write_text(CONFIG.format(rate=rate, timeout=timeout))
     port = free_port()
     log = tmp / f"{name}.log"
     cmd = [sys.executable, "-m", "rag.cli", "--config", str(cfg), "serve", "--index", str(index),
            "--host", "127.0.0.1", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=server_env(),  # noqa: SIM115
-                            cwd=tmp)
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            env={**server_env(), **(env or {})}, cwd=tmp)
     return proc, f"http://127.0.0.1:{port}", log
 
 
@@ -140,39 +152,61 @@ def write_docs(folder: Path, docs: dict[str, str]) -> Path:
     return folder
 
 
+KEYS = {  # the served index's keys: name -> (label, role, tenants)
+    "reader_a": ("reader A", "reader", ["A"]), "reader_b": ("reader B", "reader", ["B"]),
+    "admin": ("admin", "admin", ["*"]), "admin_a": ("admin of A", "admin", ["A"]),
+    "limited": ("rate limited", "reader", ["A"]), "browser": ("browser", "reader", ["A"]),
+    "streamer": ("streamer", "reader", ["A"]), "asker": ("asker", "reader", ["A"]),
+}
+
+
+def serve_two_tenants(tmp: Path, target: object, embedder) -> Iterator[Server]:  # noqa: ANN001
+    """Keys first (the store exists before the server opens it), then the server starts while the corpus is
+    ingested in this process (the server picks up the new index generation on its next search). `target`: an index
+    directory, or a PostgresTarget (the server then gets a local folder for its uploads)."""
+    from ingest.backend import PostgresTarget
+    from rag import api
+    from rag.config import load_config
+
+    index = tmp / ("local" if isinstance(target, PostgresTarget) else "index")
+    env = backend_env(target)
+    proc = None
+    try:
+        spec = Server("", index, tmp, {}, target)
+        store = spec.access()
+        try:
+            keys = {name: store.create_key(label, role, tenants).token for name, (label, role, tenants) in KEYS.items()}
+        finally:
+            store.close()
+        proc, url, log = start_server(tmp, index, "main", env=env)
+        config = load_config(tmp / "main.toml")
+        for tenant, docs, folder in (("A", TENANT_A, "docs-a"), ("B", TENANT_B, "docs-b"),
+                                     (None, UNTENANTED, "docs-none")):
+            api.ingest([write_docs(tmp / folder, docs)], target, config, tenant=tenant, embedder=embedder)
+        wait_ready(proc, url, log)
+        yield Server(url, index, log, keys, target)
+    finally:
+        if proc is not None:
+            stop(proc)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[Server]:  # noqa: ANN001
-    """Keys first (the store exists before the server opens it), then the server starts while the corpus is
-    ingested in this process (the server picks up the new index generation on its next search)."""
-    from rag.access import AccessStore
-
+    """`rag serve` over an embedded two-tenant index (see serve_two_tenants)."""
     tmp = tmp_path_factory.mktemp("server")
-    index = tmp / "index"
-    store = AccessStore(index)
-    keys = {
-        "reader_a": store.create_key("reader A", "reader", ["A"]).token,
-        "reader_b": store.create_key("reader B", "reader", ["B"]).token,
-        "admin": store.create_key("admin", "admin", ["*"]).token,
-        "admin_a": store.create_key("admin of A", "admin", ["A"]).token,
-        "limited": store.create_key("rate limited", "reader", ["A"]).token,
-        "browser": store.create_key("browser", "reader", ["A"]).token,
-        "streamer": store.create_key("streamer", "reader", ["A"]).token,
-        "asker": store.create_key("asker", "reader", ["A"]).token,
-    }
-    store.close()
-    proc, url, log = start_server(tmp, index, "main")
-    try:
-        from rag import api
-        from rag.config import load_config
+    yield from serve_two_tenants(tmp, tmp / "index", embedder)
 
-        config = load_config(tmp / "main.toml")
-        api.ingest([write_docs(tmp / "docs-a", TENANT_A)], index, config, tenant="A", embedder=embedder)
-        api.ingest([write_docs(tmp / "docs-b", TENANT_B)], index, config, tenant="B", embedder=embedder)
-        api.ingest([write_docs(tmp / "docs-none", UNTENANTED)], index, config, embedder=embedder)
-        wait_ready(proc, url, log)
-        yield Server(url, index, log, keys)
-    finally:
-        stop(proc)
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory, embedder, postgres) -> Iterator[Server]:  # noqa: ANN001
+    """`rag serve` over the same two-tenant index in PostgreSQL: documents, keys and audit log in one schema."""
+    yield from serve_two_tenants(tmp_path_factory.mktemp("pg-server"), pg_target("server"), embedder)
+
+
+@pytest.fixture(params=BACKENDS)
+def tenant_server(request: pytest.FixtureRequest) -> Server:
+    """The two-tenant server on each index backend: `server` ([embedded]) or `pg_server` ([postgres])."""
+    return request.getfixturevalue("server" if request.param == "embedded" else "pg_server")
 
 
 @contextmanager
@@ -256,22 +290,26 @@ def build_index(tmp: Path, embedder, corpora: dict[str | None, dict[str, str]]) 
 
 
 @contextmanager
-def in_process(index: Path, embedder, client_address: str = "testclient", **server: object) -> Iterator[InProcess]:  # noqa: ANN001
-    """The app over `index` with `server.*` settings overridden (e.g. max_history_chars=100)."""
+def in_process(index: Path, embedder, client_address: str = "testclient", target: object = None,  # noqa: ANN001
+               **server: object) -> Iterator[InProcess]:
+    """The app over `index` with `server.*` settings overridden (e.g. max_history_chars=100). `target`: a
+    PostgresTarget to serve instead of the index directory (`index` then holds only the server's uploads)."""
     from fastapi.testclient import TestClient
 
-    from rag.access import AccessStore
     from rag.api import open_pipeline
     from rag.config import Config
+    from rag.factory import open_access
     from rag.server import create_app
 
+    pg = {"index.backend": "postgres", "index.dsn_env": target.dsn_env,  # type: ignore[attr-defined]
+          "index.pg_schema": target.schema} if target is not None else {}  # type: ignore[attr-defined]
     config = Config(index_dir=index).with_overrides(
-        **{"answer.llm": "extractive", **{f"server.{k}": v for k, v in server.items()}})
+        **{"answer.llm": "extractive", **pg, **{f"server.{k}": v for k, v in server.items()}})
     # Each app starts with empty rate-limit windows and no jobs, as a newly started server of its own: the state
     # that server processes share (server.sqlite) is tested in test_server_shared_state.py and test_server_workers.py.
     for leftover in index.glob("server.sqlite*"):
         leftover.unlink()
-    access = AccessStore(index)
+    access = open_access(config)
     keys = {"reader_a": access.create_key("reader A", "reader", ["A"]).token,
             "reader_b": access.create_key("reader B", "reader", ["B"]).token,
             "admin": access.create_key("admin", "admin", ["*"]).token}
@@ -301,10 +339,11 @@ def app_copy(small_index: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def make_app(embedder):  # noqa: ANN001, ANN201 - the context manager below
-    """`with make_app(index, **server_settings) as ip:` the app in-process over `index` (see `in_process`)."""
+    """`with make_app(index, target=None, **server_settings) as ip:` the app in-process over `index` (or over a
+    PostgresTarget, see `in_process`)."""
 
-    def run(index: Path, client_address: str = "testclient", **server: object):  # noqa: ANN202
-        return in_process(index, embedder, client_address, **server)
+    def run(index: Path, client_address: str = "testclient", target: object = None, **server: object):  # noqa: ANN202
+        return in_process(index, embedder, client_address, target, **server)
 
     return run
 

@@ -1,4 +1,5 @@
-"""Keys, roles and tenants: 401/403, and a reader never receives another tenant's text by any route."""
+"""Keys, roles and tenants: 401/403, and a reader never receives another tenant's text by any route. The tests of
+tenants and revocation run on both index backends (`tenant_server`: [embedded], [postgres])."""
 
 from __future__ import annotations
 
@@ -53,16 +54,16 @@ def test_reader_gets_403_on_admin_routes(server) -> None:
         assert c.get("/v1/documents/jobs/job_x").status_code == 403
 
 
-def test_revoked_key_is_refused_at_once(server) -> None:
-    from rag.access import AccessStore
-
-    store = AccessStore(server.index)
-    new = store.create_key("short-lived", "reader", ["A"])
-    with server.client(new.token) as c:
-        assert c.get("/v1/models").status_code == 200
-        assert store.revoke(new.key.id)
-        assert c.get("/v1/models").status_code == 401
-    store.close()
+def test_revoked_key_is_refused_at_once(tenant_server) -> None:
+    store = tenant_server.access()
+    try:
+        new = store.create_key("short-lived", "reader", ["A"])
+        with tenant_server.client(new.token) as c:
+            assert c.get("/v1/models").status_code == 200
+            assert store.revoke(new.key.id)
+            assert c.get("/v1/models").status_code == 401
+    finally:
+        store.close()
 
 
 def _stream_body(server, key: str, question: str) -> str:
@@ -73,8 +74,9 @@ def _stream_body(server, key: str, question: str) -> str:
 
 
 @pytest.mark.parametrize("question", B_QUESTIONS)
-def test_reader_of_a_never_sees_b_or_untenanted_text(server, no_leak, question) -> None:
+def test_reader_of_a_never_sees_b_or_untenanted_text(tenant_server, no_leak, question) -> None:
     """Every route and every variant (modes, k, filters, history, streaming, errors) over one reader key."""
+    server = tenant_server
     key = server.keys["reader_a"]
     bodies: list[str] = []
     with server.client(key) as c:
@@ -99,8 +101,9 @@ def test_reader_of_a_never_sees_b_or_untenanted_text(server, no_leak, question) 
     no_leak(resp.model_dump_json())
 
 
-def test_the_probe_is_meaningful(server) -> None:
+def test_the_probe_is_meaningful(tenant_server) -> None:
     """The same questions do reach B's text for B's reader and for a '*' key: the filter is what hides it."""
+    server = tenant_server
     with server.client(server.keys["reader_b"]) as c:
         body = c.post("/v1/ask", json={"question": B_QUESTIONS[1]}).json()
         assert "dawn" in body["answer"] and body["citations"][0]["source"] == "rock.md"
@@ -113,8 +116,8 @@ def test_the_probe_is_meaningful(server) -> None:
         assert "lighthouse.md" in {h["source"] for h in hits}
 
 
-def test_tenant_admin_cannot_touch_other_tenants(server) -> None:
-    with server.client(server.keys["admin_a"]) as c:
+def test_tenant_admin_cannot_touch_other_tenants(tenant_server) -> None:
+    with tenant_server.client(tenant_server.keys["admin_a"]) as c:
         r = c.post("/v1/documents", files={"files": ("x.md", b"# X\ntext\n")}, data={"tenant": "B"})
         assert r.status_code == 403
         r = c.post("/v1/documents", files={"files": ("x.md", b"# X\ntext\n")})

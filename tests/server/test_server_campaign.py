@@ -3,7 +3,10 @@ real `rag serve` while 8 readers of each tenant query it (/v1/retrieve, /v1/ask,
 extractive answers). Every returned chunk is checked by its source name and by its tenant's secret string, and
 every response body for the other tenant's secret: 0 errors and 0 cross-tenant text are required.
 
-The figures go to the test log and to test-output/campaign-tenants.json. RAG_CAMPAIGN_SECONDS shortens the run.
+On both index backends: [embedded] for RAG_CAMPAIGN_SECONDS (60 by default); [postgres] (documents, keys, audit
+log and upload jobs in the session's PostgreSQL) for a third of that, 20 s by default, to keep the whole suite
+within its time budget in CI: the same writer and readers, so the same kinds of races, only fewer of them.
+The figures go to the test log and to test-output/campaign-tenants.json (campaign-tenants-postgres.json).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 import tenant_probe as probe
+from index_backends import access_store, backend_env, pg_target
 
 pytestmark = [pytest.mark.campaign, pytest.mark.slow]
 READERS_PER_TENANT = 8
 SECONDS = float(os.environ.get("RAG_CAMPAIGN_SECONDS", "60"))
+DURATION = {"embedded": SECONDS, "postgres": SECONDS / 3}
 
 
 class AdminWriter:
@@ -109,14 +114,15 @@ def _reader(url: str, key: str, tenant: str, seed: int, stop: threading.Event, t
                 tally.errors.append(f"{route}: {type(e).__name__}: {e}")
 
 
-def test_tenant_campaign(embedder, spawn, tmp_path: Path, output_dir: Path) -> None:
+def test_tenant_campaign(backend: str, embedder, spawn, tmp_path: Path, output_dir: Path) -> None:
     from rag import api
-    from rag.access import AccessStore
     from rag.config import Config
 
     seed = int(os.environ.get("RAG_TEST_SEED") or random.SystemRandom().randrange(1 << 30))
     print(f"campaign seed: {seed}")
-    index = tmp_path / "index"
+    seconds = DURATION[backend]
+    index = tmp_path / "index"  # the server's --index folder; the index itself on the embedded backend
+    target = index if backend == "embedded" else pg_target("campaign")
     docs: dict[str, dict[str, int]] = {"A": {}, "B": {}}
     for tenant in ("A", "B"):
         folder = tmp_path / "docs" / tenant
@@ -124,14 +130,14 @@ def test_tenant_campaign(embedder, spawn, tmp_path: Path, output_dir: Path) -> N
         for name in (probe.SHARED, probe.doc_name(tenant, 1), probe.doc_name(tenant, 2)):
             (folder / name).write_text(probe.doc_text(tenant, name, 1))
             docs[tenant][name] = 1
-        api.ingest([folder], index, Config(index_dir=index), tenant=tenant, embedder=embedder)
-    store = AccessStore(index)
+        api.ingest([folder], target, Config(index_dir=index), tenant=tenant, embedder=embedder)
+    store = access_store(target)
     admin = store.create_key("campaign admin", "admin", ["*"]).token
     readers = [(t, store.create_key(f"reader {t}{i}", "reader", [t]).token) for t in ("A", "B")
                for i in range(READERS_PER_TENANT)]
     store.close()
 
-    proc, url, log = spawn(tmp_path, index, "campaign", rate=0, timeout=120.0)
+    proc, url, log = spawn(tmp_path, index, "campaign", rate=0, timeout=120.0, env=backend_env(target))
     stop = threading.Event()
     tallies = [probe.Tally() for _ in readers]
     threads = [threading.Thread(target=_reader, args=(url, key, tenant, seed + i, stop, tallies[i]), daemon=True)
@@ -141,7 +147,7 @@ def test_tenant_campaign(embedder, spawn, tmp_path: Path, output_dir: Path) -> N
         for t in threads:
             t.start()
         t0 = time.monotonic()
-        while time.monotonic() - t0 < SECONDS or sum(writer.ops.values()) < 3:  # at least one change of each kind
+        while time.monotonic() - t0 < seconds or sum(writer.ops.values()) < 3:  # at least one change of each kind
             writer.step()
         elapsed = time.monotonic() - t0
         stop.set()
@@ -161,10 +167,11 @@ def test_tenant_campaign(embedder, spawn, tmp_path: Path, output_dir: Path) -> N
     total = probe.Tally()
     for t in tallies:
         total.merge(t)
-    summary = {"seed": seed, "seconds": round(elapsed, 1), "readers": len(readers),
+    summary = {"backend": backend, "seed": seed, "seconds": round(elapsed, 1), "readers": len(readers),
                "writer_ops": writer.ops, "writer_errors": len(writer.errors), **total.summary()}
     print("tenant campaign:", json.dumps(summary))
-    (output_dir / "campaign-tenants.json").write_text(json.dumps(summary, indent=2))
+    name = "campaign-tenants.json" if backend == "embedded" else f"campaign-tenants-{backend}.json"
+    (output_dir / name).write_text(json.dumps(summary, indent=2))
     assert alive, f"rag serve died during the campaign:\n{log.read_text()[-3000:]}"
     assert not writer.errors, writer.errors[:5]
     assert not total.errors, total.errors[:5]

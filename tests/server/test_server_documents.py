@@ -88,9 +88,10 @@ def test_bad_uploads_are_refused_with_a_reason(server) -> None:
         assert c.get("/v1/documents/jobs/job_missing").status_code == 404
 
 
-def test_tenants_may_hold_documents_of_the_same_name(server) -> None:
+def test_tenants_may_hold_documents_of_the_same_name(tenant_server) -> None:
     """fish.md of tenant A stays A's when tenant B uploads its own fish.md (once a 409 that told B the name was
-    taken, or, through the CLI, a silent replacement of A's document)."""
+    taken, or, through the CLI, a silent replacement of A's document). On both index backends."""
+    server = tenant_server
     with server.client(server.keys["admin"]) as c:
         r = c.post("/v1/documents", data={"tenant": "B"},
                    files={"files": ("fish.md", b"# Fish\nThe carp pond of tenant B is drained every October.\n")})

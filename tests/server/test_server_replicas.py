@@ -2,7 +2,8 @@
 its own local folder, issue 12), or one embedded index folder (what `[server] workers` and servers started apart
 share, issue 11). A document uploaded through one is answerable through the other within a second, its upload job
 is visible from either, a revoked key is refused by both, and a per-key rate limit holds across both (the sum of
-their accepted requests is the limit)."""
+their accepted requests is the limit). The key is revoked with `rag keys revoke` on the shared key store, because
+no HTTP route revokes keys (the server's API creates none and revokes none)."""
 
 from __future__ import annotations
 

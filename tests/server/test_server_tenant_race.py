@@ -3,6 +3,9 @@
 Randomised and in-process: inside each request, between retrieval's tenant filter and the rest of the search,
 a writer adds, updates and deletes documents of both tenants (a seeded random mix) and commits; the reader's
 response must hold nothing of the other tenant. The seed is printed (RAG_TEST_SEED replays one run).
+
+On both index backends: the tenant filter is `Store.chunk_ids_where` on the embedded backend and `PgView.admitted`
+(the count that sizes the filtered vector search, run first in each PostgreSQL read snapshot) on postgres.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import tenant_probe as probe
+from index_backends import pg_target
 
 from ingest.pipeline import ingest_paths
 from ingest.store import Store
@@ -28,7 +32,7 @@ class Writer:
 
     def __init__(self, rag, folder: Path, rnd: random.Random) -> None:  # noqa: ANN001
         self.rag, self.folder, self.rnd = rag, folder, rnd
-        self.index = rag.config.index_dir
+        self.index = rag.config.index.target  # the index directory, or the PostgreSQL schema
         self.docs: dict[str, dict[str, int]] = {"A": {}, "B": {}}  # tenant -> name -> version
         self.next = 0
         self.ops: list[str] = []
@@ -73,25 +77,36 @@ class Writer:
             getattr(self, self.rnd.choice(["add", "update", "delete"]))(self.rnd.choice(["A", "B"]))
 
 
-def test_randomised_writes_between_filter_and_fetch_never_cross_tenants(make_app, embedder, tmp_path, monkeypatch,
-                                                                        output_dir) -> None:
+def _tenant_filter(backend: str) -> tuple[type, str]:
+    """(class, method) of the tenant filter a reader's search runs first on this backend."""
+    if backend == "embedded":
+        return Store, "chunk_ids_where"
+    from ingest.pg.index import PgView
+
+    return PgView, "admitted"
+
+
+def test_randomised_writes_between_filter_and_fetch_never_cross_tenants(backend, make_app, embedder, tmp_path,
+                                                                        monkeypatch, output_dir) -> None:
     seed = int(os.environ.get("RAG_TEST_SEED") or random.SystemRandom().randrange(1 << 30))
     print(f"tenant race seed: {seed} (replay with RAG_TEST_SEED={seed})")
     rnd = random.Random(seed)
     from rag import api
 
     index = tmp_path / "index"
-    api.ingest([], index, embedder=embedder)  # an empty index for the app to open
-    with make_app(index) as ip:
+    target = None if backend == "embedded" else pg_target("race")
+    api.ingest([], target or index, embedder=embedder)  # an empty index for the app to open
+    with make_app(index, target=target) as ip:
         writer = Writer(ip.rag, tmp_path / "docs", rnd)
         for tenant in ("A", "B"):
             writer.put(tenant, probe.SHARED)
             writer.add(tenant)
         armed: dict[str, str | None] = {"reader": None}
         failures: list[BaseException] = []
-        original = Store.chunk_ids_where
+        owner, method = _tenant_filter(backend)
+        original = getattr(owner, method)
 
-        def chunk_ids_where(self: Store, flt):  # noqa: ANN001, ANN202
+        def tenant_filter(self, flt):  # noqa: ANN001, ANN202
             ids = original(self, flt)
             reader = armed["reader"]
             if reader is not None and threading.current_thread().name != "writer":
@@ -109,7 +124,7 @@ def test_randomised_writes_between_filter_and_fetch_never_cross_tenants(make_app
                 assert not t.is_alive(), "the writer could not commit while a reader held its snapshot"
             return ids
 
-        monkeypatch.setattr(Store, "chunk_ids_where", chunk_ids_where)
+        monkeypatch.setattr(owner, method, tenant_filter)
         tally = probe.Tally()
         fired = 0
         for i in range(ROUNDS):
@@ -140,9 +155,10 @@ def test_randomised_writes_between_filter_and_fetch_never_cross_tenants(make_app
             fired += armed["reader"] is None
         assert not failures, failures
         assert fired == ROUNDS, "the writer did not run inside every request"
-        summary = {"seed": seed, **tally.summary(), "writer_ops": len(writer.ops)}
+        summary = {"backend": backend, "seed": seed, **tally.summary(), "writer_ops": len(writer.ops)}
         print("tenant race:", json.dumps(summary))
-        (output_dir / "tenant-race.json").write_text(json.dumps(summary, indent=2))
+        name = "tenant-race.json" if backend == "embedded" else f"tenant-race-{backend}.json"
+        (output_dir / name).write_text(json.dumps(summary, indent=2))
         assert not tally.errors, tally.errors[:5]
         assert not tally.leaks, tally.leaks[:5]
         assert tally.with_own_text >= ROUNDS // 2, "the probe questions hardly reached the tenants' own documents"
