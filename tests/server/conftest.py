@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -272,20 +272,24 @@ class InProcess:
     access: object  # rag.access.AccessStore
     index: Path
     keys: dict[str, str]  # reader_a, reader_b, admin
+    jobs: list[str] = field(default_factory=list)  # upload jobs a test started, for a later look
 
     def as_key(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[name]}"}
 
 
-def build_index(tmp: Path, embedder, corpora: dict[str | None, dict[str, str]]) -> Path:  # noqa: ANN001
-    """An index of `corpora` ({tenant: {file name: text}}) at tmp/index, ingested here."""
+def build_index(tmp: Path, embedder, corpora: dict[str | None, dict[str, str]],  # noqa: ANN001
+                target: object = None) -> Path:
+    """An index of `corpora` ({tenant: {file name: text}}) at tmp/index, ingested here; or, given a PostgresTarget,
+    in that schema (tmp/index then stays the server's local folder, for uploads)."""
     from rag import api
     from rag.config import Config
 
     index = tmp / "index"
     for tenant, docs in corpora.items():
         folder = write_docs(tmp / f"docs-{tenant or 'none'}", docs)
-        api.ingest([folder], index, Config(index_dir=index), tenant=tenant, embedder=embedder)
+        api.ingest([folder], index if target is None else target, Config(index_dir=index), tenant=tenant,
+                   embedder=embedder)
     return index
 
 
@@ -327,6 +331,17 @@ def in_process(index: Path, embedder, client_address: str = "testclient", target
 def small_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  # noqa: ANN001
     """The two-tenant corpus of the served index, built once; tests that write to it copy it first."""
     return build_index(tmp_path_factory.mktemp("small"), embedder, {"A": TENANT_A, "B": TENANT_B, None: UNTENANTED})
+
+
+@pytest.fixture(scope="session")
+def two_tenant_index(embedder):  # noqa: ANN001, ANN201 - the function below
+    """`two_tenant_index(tmp, target=None)`: the corpus of `small_index` ingested afresh, at tmp/index or into a
+    PostgresTarget (for a test that writes to it)."""
+
+    def run(tmp: Path, target: object = None) -> Path:
+        return build_index(tmp, embedder, {"A": TENANT_A, "B": TENANT_B, None: UNTENANTED}, target)
+
+    return run
 
 
 @pytest.fixture()

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from index_backends import BACKENDS, pg_target
 
 pytestmark = pytest.mark.slow
 HANG = 30.0  # seconds one request may take before it counts as a hang
@@ -63,10 +64,19 @@ CHAT = bodies({"messages": st.builds(lambda turns, last: [*turns, last], st.list
               {**PLAUSIBLE, "stream": st.booleans(), "model": st.sampled_from(["rag", "", "gpt-4o"])})
 
 
-@pytest.fixture(scope="module")
-def ip(small_index: Path, make_app, tmp_path_factory) -> Iterator[Any]:  # noqa: ANN001
-    index = Path(shutil.copytree(small_index, tmp_path_factory.mktemp("props") / "index"))
-    with make_app(index, rate_limit_per_minute=0) as app:  # every example reaches the route
+@pytest.fixture(scope="module", params=BACKENDS)
+def ip(request: pytest.FixtureRequest, small_index: Path, make_app, two_tenant_index,  # noqa: ANN001
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The app over the two-tenant index on each backend (the postgres one: index, keys, audit log and jobs in
+    PostgreSQL). The upload jobs its examples start are kept on it, for the last test."""
+    if request.param == "embedded":
+        target = None
+        index = Path(shutil.copytree(small_index, tmp_path_factory.mktemp("props") / "index"))
+    else:
+        request.getfixturevalue("postgres")
+        target = pg_target("props")
+        index = two_tenant_index(tmp_path_factory.mktemp("props-pg"), target)
+    with make_app(index, target=target, rate_limit_per_minute=0) as app:  # every example reaches the route
         yield app
 
 
@@ -137,7 +147,6 @@ GOOD_NAME = st.builds(lambda stem, ext: stem + ext, st.text("abxyz_- .é", min_s
                       st.sampled_from([".md", ".txt", ".html", ".pdf"]))
 FILE_NAME = st.one_of(GOOD_NAME, GOOD_NAME, GOOD_NAME, st.builds(lambda stem, ext: stem + ext, TEXT,
                                                                  st.sampled_from([".md", ".exe", ""])), TEXT)
-JOBS: list[str] = []  # upload jobs started by the examples, checked at the end
 FORM_TEXT = st.one_of(st.none(), st.sampled_from(["A", "B", "*", "../x", ""]), TEXT)
 
 
@@ -162,7 +171,7 @@ def test_uploads_never_fail(ip, names, content, tenant, tags) -> None:  # noqa: 
     r = within(lambda: ip.client.post("/v1/documents", files=files or None, data=data, headers=ip.as_key("admin")))
     well_behaved(r)
     if r.status_code == 202:
-        JOBS.append(r.json()["id"])
+        ip.jobs.append(r.json()["id"])  # checked by the last test
 
 
 @RUN
@@ -180,7 +189,7 @@ def test_the_server_still_serves_and_audits_after_all_that(ip) -> None:  # noqa:
     import time
 
     deadline = time.monotonic() + 120
-    for job_id in JOBS:  # every upload that was accepted ends, and not in an internal error
+    for job_id in ip.jobs:  # every upload that was accepted ends, and not in an internal error
         while (job := ip.client.get(f"/v1/documents/jobs/{job_id}", headers=ip.as_key("admin")).json()
                )["status"] not in ("done", "failed"):
             assert time.monotonic() < deadline, f"upload job {job_id} never finished"
