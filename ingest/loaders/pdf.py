@@ -1,12 +1,15 @@
-"""PDF: one section per physical page (page labels kept). pypdf reads the document (encryption, pages, labels,
-title); PDFium extracts the page text, about 13 times faster than pypdf's extract_text (236 pages of R-exts.pdf:
-0.23 s against 2.97 s) with the same words, and it joins words hyphenated across lines. A page PDFium cannot read,
-or whose word spacing it lost, is read with pypdf instead when that reads it better."""
+"""PDF: one section per physical page (page labels kept). PDFium reads the document and extracts the page text,
+about 13 times faster than pypdf's extract_text (236 pages of R-exts.pdf: 0.23 s against 2.97 s) with the same
+words, and it joins words hyphenated across lines. pypdf reads a file PDFium cannot open (and names the reason
+when it cannot either: a password, a broken file), and the pages PDFium could not read, found empty or read
+without word spacing; its text is kept where it is better."""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
 from ingest.errors import LoaderError
 from ingest.loaders.base import Part, Parts
@@ -34,53 +37,99 @@ def clean_pdfium_text(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
-def load_pdf(data: bytes, source: str) -> Parts:
-    import io
-
-    from pypdf import PdfReader
+def _bad_pdf() -> tuple[type[Exception], ...]:
+    """What pypdf raises on a broken file (pypdf imported only when it is needed)."""
     from pypdf.errors import PdfReadError
 
-    bad_pdf = (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError)
-    warnings: list[str] = []
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except Exception as e:  # pypdf raises several types for unsupported crypto
-                raise LoaderError(source, f"encrypted PDF that cannot be opened ({e})") from e
-            if not ok:
-                raise LoaderError(source, "encrypted PDF: a password is required")
-        n_pages = len(reader.pages)
-        labels = list(reader.page_labels) if n_pages else []
-        meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except LoaderError:
-        raise
-    except bad_pdf as e:
-        raise LoaderError(source, f"corrupt or unreadable PDF ({type(e).__name__}: {e})") from e
+    return (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError)
 
-    read = _pdfium_pages(data, n_pages)
-    unread = [i for i in range(n_pages) if i not in read]
+
+@dataclass
+class _Pdf:
+    """What is known of a PDF: its pages, their printed labels, its title, and the page texts read so far."""
+
+    pages: int
+    labels: list[str]
+    title: str
+    texts: dict[int, str] = field(default_factory=dict)  # page index -> text, for the pages read
+
+
+class _Pypdf:
+    """pypdf, opened only when needed: the file PDFium cannot open (its errors name the reason), or pages that
+    PDFium read badly."""
+
+    def __init__(self, data: bytes, source: str) -> None:
+        self.data, self.source = data, source
+        self._reader: Any = None
+
+    def reader(self) -> Any:
+        if self._reader is None:
+            import io
+
+            from pypdf import PdfReader
+
+            try:
+                reader = PdfReader(io.BytesIO(self.data))
+                if reader.is_encrypted:
+                    try:
+                        ok = reader.decrypt("")
+                    except Exception as e:  # pypdf raises several types for unsupported crypto
+                        raise LoaderError(self.source, f"encrypted PDF that cannot be opened ({e})") from e
+                    if not ok:
+                        raise LoaderError(self.source, "encrypted PDF: a password is required")
+                len(reader.pages)  # reads the page tree: a broken one fails here, not later
+            except LoaderError:
+                raise
+            except _bad_pdf() as e:
+                raise self.corrupt(e) from e
+            self._reader = reader
+        return self._reader
+
+    def document(self) -> _Pdf:
+        reader = self.reader()
+        try:
+            pages = len(reader.pages)
+            labels = list(reader.page_labels) if pages else []
+            title = (reader.metadata.title if reader.metadata else None) or ""
+        except _bad_pdf() as e:
+            raise self.corrupt(e) from e
+        return _Pdf(pages, labels, str(title))
+
+    def page_text(self, i: int) -> str:
+        return self.reader().pages[i].extract_text() or ""
+
+    def corrupt(self, e: Exception, page: int | None = None) -> LoaderError:
+        where = "" if page is None else f"page {page}: "
+        return LoaderError(self.source, f"corrupt or unreadable PDF ({where}{type(e).__name__}: {e})")
+
+
+def load_pdf(data: bytes, source: str) -> Parts:
+    fallback = _Pypdf(data, source)
+    pdf = _pdfium_document(data)
+    if pdf is None:  # PDFium cannot open it (an encrypted file needing a password, a broken file): pypdf says why
+        pdf = fallback.document()
+    unread = [i for i in range(pdf.pages) if i not in pdf.texts]
     # Pages PDFium could not read, found empty (pypdf may still find text, before OCR is tried) or with lost
     # word spacing: pypdf reads them, and its text is kept where it is better.
-    retry = sorted({*unread, *(i for i, t in read.items() if not t.strip()),
-                    *(i for i, t in read.items() if long_word_share(t) > _BROKEN_SPACING_SHARE)})
-    texts = [read.get(i, "") for i in range(n_pages)]
+    retry = sorted({*unread, *(i for i, t in pdf.texts.items() if not t.strip()),
+                    *(i for i, t in pdf.texts.items() if long_word_share(t) > _BROKEN_SPACING_SHARE)})
+    texts = [pdf.texts.get(i, "") for i in range(pdf.pages)]
     spaced = fixed = 0
     for i in retry:
         try:
-            other = reader.pages[i].extract_text() or ""
-        except bad_pdf as e:
-            if i in read:
+            other = fallback.page_text(i)
+        except (LoaderError, *_bad_pdf()) as e:
+            if i in pdf.texts:
                 continue  # PDFium's text stands
-            raise LoaderError(source, f"corrupt or unreadable PDF (page {i + 1}: {type(e).__name__}: {e})") from e
-        if i not in read or (not texts[i].strip() and other.strip()):
+            raise e if isinstance(e, LoaderError) else fallback.corrupt(e, i + 1) from e
+        if i not in pdf.texts or (not texts[i].strip() and other.strip()):
             texts[i] = other
         elif texts[i].strip():
             spaced += 1
             if long_word_share(other) < long_word_share(texts[i]):
                 texts[i] = other
                 fixed += 1
+    warnings: list[str] = []
     if unread:
         warnings.append(f"{len(unread)} page(s) PDFium could not read were read with pypdf")
     if spaced:
@@ -91,36 +140,37 @@ def load_pdf(data: bytes, source: str) -> Parts:
     warnings.extend(ocr_warnings)
     parts: list[Part] = []
     for i, text in enumerate(texts):
-        label = labels[i] if i < len(labels) else None
-        parts.append((text, OCR_SECTION if i in by_ocr else "", i + 1, label if label != str(i + 1) else None))
-    title = str(meta_title).strip() or next((ln.strip() for t in texts for ln in t.splitlines() if ln.strip()), "")
+        label = pdf.labels[i] if i < len(pdf.labels) else None
+        parts.append((text, OCR_SECTION if i in by_ocr else "", i + 1, label if label and label != str(i + 1) else None))
+    title = pdf.title.strip() or next((ln.strip() for t in texts for ln in t.splitlines() if ln.strip()), "")
     return title[:200], parts, warnings
 
 
-def _pdfium_pages(data: bytes, n_pages: int) -> dict[int, str]:
-    """Page index -> PDFium's text, for the pages PDFium could read (none when it cannot open the file)."""
+def _pdfium_document(data: bytes) -> _Pdf | None:
+    """The PDF as PDFium reads it (every page it can read), or None when PDFium cannot open it."""
     import pypdfium2 as pdfium
 
-    out: dict[int, str] = {}
     try:
         pdf = pdfium.PdfDocument(data)
-    except Exception as e:  # PDFium failing where pypdf opened the file is not fatal: pypdf reads it
+    except Exception as e:  # pypdf then opens it, or says why it cannot
         log.info("PDFium cannot open the PDF: %s", e)
-        return out
+        return None
     try:
-        for i in range(min(n_pages, len(pdf))):
+        n = len(pdf)
+        out = _Pdf(n, [pdf.get_page_label(i) for i in range(n)], pdf.get_metadata_dict().get("Title", ""))
+        for i in range(n):
             try:
                 page = pdf[i]
                 try:
                     textpage = page.get_textpage()
                     try:
-                        out[i] = clean_pdfium_text(textpage.get_text_bounded())
+                        out.texts[i] = clean_pdfium_text(textpage.get_text_bounded())
                     finally:
                         textpage.close()
                 finally:
                     page.close()
             except Exception as e:  # one unreadable page: pypdf tries it
                 log.info("PDFium cannot read page %d: %s", i + 1, e)
+        return out
     finally:
         pdf.close()
-    return out

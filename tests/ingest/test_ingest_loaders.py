@@ -97,8 +97,15 @@ def test_pages_pdfium_cannot_read_find_empty_or_glues_are_read_with_pypdf(tmp_pa
     texts = ["alpha page one text", "bravo page two text", PANGRAM + " " + PANGRAM, "delta page four text"]
     pdf = make_pdf(tmp_path / "mixed.pdf", texts)
     glued = "".join(texts[2].split()) + " " + "".join(texts[2].split())
-    pdfium_read = {1: "  \n", 2: glued, 3: "delta, page four as PDFium read it"}
-    monkeypatch.setattr(pdf_loader, "_pdfium_pages", lambda data, n: pdfium_read)
+    real = pdf_loader._pdfium_document
+
+    def pdfium_misreads(data: bytes) -> object:
+        read = real(data)
+        assert read is not None and sorted(read.texts) == [0, 1, 2, 3]
+        read.texts = {1: "  \n", 2: glued, 3: "delta, page four as PDFium read it"}
+        return read
+
+    monkeypatch.setattr(pdf_loader, "_pdfium_document", pdfium_misreads)
 
     doc = load(pdf, "mixed.pdf")
 
