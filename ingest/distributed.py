@@ -48,6 +48,10 @@ class Loading(Protocol):
 
     def map(self, items: Iterable[LoadTask | LoadResult]) -> Iterator[LoadResult]: ...
 
+    def ready(self) -> bool:
+        """Whether a result is waiting to be taken now."""
+        ...
+
 
 class Executor(Protocol):
     """Where an ingest run parses, chunks and embeds; the run's own process reads, skips, and commits."""
@@ -224,6 +228,10 @@ class RayLoaderPool:
             slot, actor, task = pending.pop(ready[0])
             self._busy[slot] -= 1
             yield self._result(ready[0], slot, actor, task)
+
+    def ready(self) -> bool:
+        """Always: the embedding is the cluster's, so the driver never waits on it (the pipeline keeps buffering)."""
+        return True
 
     def _result(self, ref: Any, slot: int, actor: Any, task: LoadTask) -> LoadResult:
         ray = self._ex._ray

@@ -64,6 +64,7 @@ class LoaderPool:
         self.ahead = max(ahead, workers)  # results parsed but not yet taken by the caller, at most
         self._pool: list[_Worker] = []
         self.started = 0  # worker processes started (for reports and tests)
+        self._run: _Run | None = None
 
     def __enter__(self) -> LoaderPool:
         return self
@@ -77,7 +78,7 @@ class LoaderPool:
         `items` is consumed lazily by the supervisor thread (so reading the next files overlaps the caller's
         work); an exception raised by it, or by the pool, is re-raised here.
         """
-        run = _Run(iter(items), slots=threading.Semaphore(self.ahead))
+        run = self._run = _Run(iter(items), slots=threading.Semaphore(self.ahead))
         thread = threading.Thread(target=self._supervise, args=(run,), name="ingest-loader-supervisor", daemon=True)
         thread.start()
         try:
@@ -92,6 +93,10 @@ class LoaderPool:
         finally:
             run.stop.set()
             thread.join()
+
+    def ready(self) -> bool:
+        """Whether the current `map` has a result waiting to be taken (the caller can tell whether it would wait)."""
+        return self._run is not None and not self._run.out.empty()
 
     def close(self) -> None:
         """Stop every worker (politely when idle, by force otherwise)."""

@@ -179,7 +179,9 @@ class Ingestor:
                     loaded[result.key] = (f, doc, chunks)
                     rep.pages += sum(1 for s in doc.sections if s.page is not None)
                     rep.note(doc)
-                    vectors.add(chunks)  # embeds each full batch now, while the workers parse the next files
+                    # Buffered to sort by length, except that a full batch is embedded at once whenever no parsed
+                    # file is waiting: the caller would otherwise idle while the workers parse.
+                    vectors.add(chunks, idle=not pool.ready())
                 self._progress("load", done, len(files))
         for names in (rep.added, rep.updated, rep.unchanged):
             names.sort()
@@ -273,14 +275,17 @@ class _VectorCache:
         self.embedded = 0
         self.seconds = 0.0
 
-    def add(self, chunks: list[Chunk]) -> None:
+    def add(self, chunks: list[Chunk], idle: bool = False) -> None:
+        """Texts to embed. `idle`: nothing else is waiting for this thread, so a full batch is embedded now rather
+        than buffered (the buffer sorts more texts by length: less padding)."""
         new = {c.text_hash: c.text for c in chunks if c.text_hash not in self._seen}
-        if not new:
-            return
-        self._seen.update(new)
-        have = self._store.cached_vectors(new)
-        self._todo.update((h, t) for h, t in new.items() if h not in have)
+        if new:
+            self._seen.update(new)
+            have = self._store.cached_vectors(new)
+            self._todo.update((h, t) for h, t in new.items() if h not in have)
         while len(self._todo) >= self._batch_size * EMBED_BUFFER_BATCHES:
+            self._batch()
+        if idle and len(self._todo) >= self._batch_size:
             self._batch()
 
     def flush(self) -> None:

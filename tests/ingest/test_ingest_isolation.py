@@ -74,7 +74,7 @@ def test_the_same_files_uploaded_through_the_api_fail_alone(tmp_path: Path, hash
 
 
 def test_a_file_over_the_time_limit_is_killed_and_the_run_goes_on(tmp_path: Path, hash_embedder, starts) -> None:
-    root = _corpus(tmp_path / "docs", {"m-slow.pdf": hostile.slow_pdf(300_000)})  # ~30 s of pypdf here
+    root = _corpus(tmp_path / "docs", {"m-slow.pdf": hostile.slow_pdf(300_000)})  # ~30 s of PDFium here
     t = time.monotonic()
     report = ingest_paths([root], tmp_path / "index", IngestConfig(load_timeout_s=2), embedder=hash_embedder)
     elapsed = time.monotonic() - t
@@ -100,7 +100,7 @@ def test_a_parser_process_that_dies_costs_only_its_file(tmp_path: Path, hash_emb
         deadline = time.monotonic() + 60
         while len(starts) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.5)  # a.txt is done by now; the worker is inside pypdf
+        time.sleep(1.5)  # a.txt is done by now; the worker is inside PDFium
         os.kill(starts[0], signal.SIGKILL)
 
     killer = threading.Thread(target=kill_the_worker_busy_with_it)
@@ -295,3 +295,65 @@ def test_workers_parse_with_the_callers_copy_of_the_package(tmp_path: Path) -> N
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == ["[] ['a.txt', 'z.md']", "['FROM THE OTHER COPY', 'Narwhals']"]
+
+
+def test_the_pool_says_whether_a_result_is_waiting() -> None:
+    """LoaderPool.ready: what the pipeline asks before it buffers texts rather than embedding them at once."""
+    pool = isolation.LoaderPool(lambda: worker.WorkerSettings(IngestConfig(), None, 0, 256), 1, 30)
+    with pool:
+        assert not pool.ready()  # no map running
+        results = pool.map([worker.LoadTask(0, "a.txt", "a.txt", b"Walruses haul out on the ice."),
+                            worker.LoadTask(1, "b.txt", "b.txt", b"Narwhals have one long tusk.")])
+        first = next(results)
+        deadline = time.monotonic() + 30
+        while not pool.ready():  # the second file's result arrives while the first is held here
+            assert time.monotonic() < deadline, "the second result never came"
+            time.sleep(0.01)
+        second = next(results)
+        assert [(first.key, first.status), (second.key, second.status)] == [(0, "loaded"), (1, "loaded")]
+        assert list(results) == []
+
+
+def test_a_full_batch_is_embedded_at_once_only_when_no_parsed_file_waits() -> None:
+    """The vector buffer of the pipeline: texts wait for EMBED_BUFFER_BATCHES batches (sorted by length, less
+    padding), except that a full batch goes to the embedder at once when the caller would otherwise idle."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ingest.pipeline import EMBED_BATCH, EMBED_BUFFER_BATCHES, _VectorCache
+    from ingest.records import sha256_hex
+
+    class Store:  # the unit seam: nothing cached yet; what is put is kept
+        def __init__(self) -> None:
+            self.put: list[str] = []
+
+        def cached_vectors(self, hashes: object) -> dict[str, object]:
+            return {}
+
+        def put_vectors(self, hashes: list[str], vectors: object) -> None:
+            self.put.extend(hashes)
+
+    batches: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        batches.append(list(texts))
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    def chunks(start: int, n: int) -> list[SimpleNamespace]:
+        texts = [f"text {i} " + "w " * (i % 97) for i in range(start, start + n)]
+        return [SimpleNamespace(text=t, text_hash=sha256_hex(t)) for t in texts]
+
+    store = Store()
+    cache = _VectorCache(store, embed, lambda *a: None)  # type: ignore[arg-type]
+    cache.add(chunks(0, EMBED_BATCH + 10))  # type: ignore[arg-type]
+    assert batches == []  # a parsed file is waiting: buffered
+    cache.add([], idle=True)
+    assert [len(b) for b in batches] == [EMBED_BATCH]  # nothing waits: one full batch, the longest texts
+    assert min(map(len, batches[0])) >= max(len(t) for t in cache._todo.values())
+    cache.add(chunks(10_000, 100), idle=True)  # 110 left: under a batch, kept for the buffer
+    assert len(batches) == 1
+    cache.add(chunks(20_000, EMBED_BATCH * EMBED_BUFFER_BATCHES))  # a full buffer is embedded whatever waits
+    assert len(batches) == 2 and len(cache._todo) == 110 + EMBED_BATCH * (EMBED_BUFFER_BATCHES - 1)
+    cache.flush()
+    assert sum(map(len, batches)) == len(store.put) == len(set(store.put)) == EMBED_BATCH * (EMBED_BUFFER_BATCHES + 1) + 110
