@@ -279,6 +279,27 @@ def test_html_that_is_only_scripts_and_navigation_has_no_text() -> None:
         load(Path("junk.html"), "junk.html", page)
 
 
+@pytest.mark.parametrize("page", [
+    '<meta charset="latin-1"><title>Caf\xe9</title><p>na\xefve \xe9t\xe9</p>'.encode("latin-1"),
+    "\ufeff<title>Caf\xe9</title><p>na\xefve \xe9t\xe9</p>".encode("utf-8"),
+])
+def test_html_is_decoded_by_bom_then_declared_charset(page: bytes) -> None:
+    doc = load(Path("c.html"), "c.html", page)
+    assert (doc.title, doc.text) == ("Caf\xe9", "na\xefve \xe9t\xe9")
+
+
+def test_html_text_details_stay_as_before_the_lxml_rewrite() -> None:
+    # Whitespace-only runs between tags are one space (a tab there is not a cell break); comments, doctypes and
+    # ruby annotations are no text; the title is the first <title> (a later one is text); nesting deeper than
+    # lxml's tree limit (256 levels) is still read.
+    page = (b"<title>First title</title><body><title>Second</title><h1>He<!-- c -->ad</h1>"
+            b"<p><b>x</b>\t<b>y</b></p><p>a<!DOCTYPE x>\t<!DOCTYPE y>b</p><p><ruby>kan<rt>KAN</rt></ruby>ji</p>"
+            + b"<div>" * 3000 + b"deep" + b"</div>" * 3000 + b"<table><tr><td>c1</td>\t<td>c2</td></tr></table>")
+    doc = load(Path("d.html"), "d.html", page)
+    assert doc.title == "First title"
+    assert doc.text == "Second\n\nHead\nx y\na b\nkanji\ndeep\nc1 | c2"
+
+
 # --- plain text and encodings ---------------------------------------------------------------------
 
 
