@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from ingest.config import ConfigError, IngestConfig
@@ -56,10 +57,16 @@ class Chunker:
             return 1
         return offsets[len(offsets) - self._overlap - 1][0] + 1
 
-    def split(self, doc: Document, tenant: str | None = None, tags: tuple[str, ...] = ()) -> list[Chunk]:
-        """Chunks of one document, never crossing a section (so page and heading stay exact)."""
+    def split(self, doc: Document, tenant: str | None = None, tags: tuple[str, ...] = (),
+              ahead: Callable[[list[str]], None] | None = None, every: int = 256) -> list[Chunk]:
+        """Chunks of one document, never crossing a section (so page and heading stay exact). `ahead`, if given, is
+        called with the texts of each `every` new chunks while the rest are still being split."""
         chunks: list[Chunk] = []
+        sent = 0
         for sec in doc.sections:
+            if ahead is not None and len(chunks) - sent >= every:
+                ahead([c.text for c in chunks[sent:]])
+                sent = len(chunks)
             prev, prev_text = -1, ""
             for text in self._splitter.split_text(sec.text):
                 if not text.strip():

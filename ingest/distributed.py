@@ -26,7 +26,7 @@ from ingest.embedding import UNKNOWN, Embedder, Encoder, encoder_of, load_tokeni
 from ingest.errors import IngestError
 from ingest.isolation import LoaderPool
 from ingest.rayplan import RayPlan, RayStats
-from ingest.worker import LoadResult, LoadTask, WorkerSettings, one_line
+from ingest.worker import EarlyTexts, LoadResult, LoadTask, WorkerSettings, one_line
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Loading(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def map(self, items: Iterable[LoadTask | LoadResult]) -> Iterator[LoadResult]: ...
+    def map(self, items: Iterable[LoadTask | LoadResult]) -> Iterator[LoadResult | EarlyTexts]: ...
 
     def ready(self) -> bool:
         """Whether a result is waiting to be taken now."""
@@ -367,7 +367,7 @@ class LoaderActor:
         return True
 
     def load(self, task: LoadTask) -> LoadResult:
-        return list(self._pool.map([task]))[0]
+        return next(r for r in self._pool.map([task]) if isinstance(r, LoadResult))
 
 
 class EmbedderActor:

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ingest.errors import IngestError
-from ingest.worker import LoadResult, LoadTask, WorkerProcess, WorkerSettings, ensure_preload, serve
+from ingest.worker import EarlyTexts, LoadResult, LoadTask, WorkerProcess, WorkerSettings, ensure_preload, serve
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,9 @@ class LoaderPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def map(self, items: Iterable[LoadTask | LoadResult]) -> Iterator[LoadResult]:
-        """Results in completion order. Tasks go to the workers; results among `items` pass straight through.
+    def map(self, items: Iterable[LoadTask | LoadResult]) -> Iterator[LoadResult | EarlyTexts]:
+        """Results in completion order, each preceded by its file's EarlyTexts when the settings ask for them.
+        Tasks go to the workers; results among `items` pass straight through.
 
         `items` is consumed lazily by the supervisor thread (so reading the next files overlaps the caller's
         work); an exception raised by it, or by the pool, is re-raised here.
@@ -88,7 +89,8 @@ class LoaderPool:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                run.slots.release()
+                if not isinstance(item, EarlyTexts):  # a file's texts sent ahead hold no slot: its result will
+                    run.slots.release()
                 yield item
         finally:
             run.stop.set()
@@ -160,16 +162,20 @@ class LoaderPool:
             assert task is not None
             if w.conn in ready or w.process.sentinel in ready:
                 try:
-                    result, retiring = w.conn.recv()
+                    message = w.conn.recv()
                 except (EOFError, OSError):
                     run.out.put(LoadResult.failed(task.key, task.source, self._death(w), now - w.started))
                     self._discard(w)
                     continue
-                w.task = None
-                run.out.put(result)
-                if retiring:  # it ran out of memory and exits; a fresh worker takes the next file
-                    self._discard(w)
-            elif now - w.started > self.timeout_s:
+                if not isinstance(message, EarlyTexts):
+                    result, retiring = message
+                    w.task = None
+                    run.out.put(result)
+                    if retiring:  # it ran out of memory and exits; a fresh worker takes the next file
+                        self._discard(w)
+                    continue
+                run.out.put(message)  # the file is still being chunked: its clock runs on
+            if now - w.started > self.timeout_s:
                 log.warning("%s: parsing took longer than %g s; its worker is killed and replaced", task.source,
                             self.timeout_s)
                 self._discard(w)

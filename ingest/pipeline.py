@@ -25,7 +25,7 @@ from ingest.loaders.ocr import OCR_SECTION
 from ingest.records import TENANT_NAME, TENANT_RULE, Chunk, Document, sha256_hex
 from ingest.scan import Failure, Found, read_file, scan
 from ingest.store import StoredDocument
-from ingest.worker import LoadResult, LoadTask, WorkerSettings, tokenizer_json
+from ingest.worker import EarlyTexts, LoadResult, LoadTask, WorkerSettings, tokenizer_json
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,12 @@ class Ingestor:
         pool = (self._executor.loader_pool(self._worker_settings, self.config.load_timeout_s) if self._executor
                 else LoaderPool(self._worker_settings, self.config.load_workers, self.config.load_timeout_s))
         with pool:
-            for done, result in enumerate(pool.map(self._prepare(files, known, tenant, tags)), start=1):
+            done = 0
+            for result in pool.map(self._prepare(files, known, tenant, tags)):
+                if isinstance(result, EarlyTexts):  # a big file's first chunks: embedding starts while it is chunked
+                    vectors.add_texts({sha256_hex(t): t for t in result.texts}, idle=not pool.ready())
+                    continue
+                done += 1
                 f = files[result.key]
                 for level, name, message in result.logs:  # what the parsers logged in the worker
                     logging.getLogger(name).log(level, "%s: %s", f.source, message)
@@ -210,8 +215,9 @@ class Ingestor:
         """What the parser workers need; built when the first one starts (a run with nothing new starts none)."""
         _ = self.chunker  # checks the chunking settings here, once, rather than failing in every worker
         tokenizer, max_tokens = self._tokenizer()
+        # Local workers send a big file's chunk texts ahead, a batch at a time (Ray embeds on the cluster instead).
         return WorkerSettings(self.config, tokenizer_json(tokenizer), max_tokens, self.config.load_memory_mb,
-                              logging.getLogger().getEffectiveLevel())
+                              logging.getLogger().getEffectiveLevel(), EMBED_BATCH if self._executor is None else 0)
 
     def _prepare(self, files: list[Found], known: dict[str, StoredDocument], tenant: str | None,
                  tags: tuple[str, ...]) -> Iterator[LoadTask | LoadResult]:
@@ -276,9 +282,12 @@ class _VectorCache:
         self.seconds = 0.0
 
     def add(self, chunks: list[Chunk], idle: bool = False) -> None:
-        """Texts to embed. `idle`: nothing else is waiting for this thread, so a full batch is embedded now rather
-        than buffered (the buffer sorts more texts by length: less padding)."""
-        new = {c.text_hash: c.text for c in chunks if c.text_hash not in self._seen}
+        self.add_texts({c.text_hash: c.text for c in chunks}, idle)
+
+    def add_texts(self, texts: dict[str, str], idle: bool = False) -> None:
+        """Texts to embed, by hash. `idle`: nothing else is waiting for this thread, so a full batch is embedded now
+        rather than buffered (the buffer sorts more texts by length: less padding)."""
+        new = {h: t for h, t in texts.items() if h not in self._seen}
         if new:
             self._seen.update(new)
             have = self._store.cached_vectors(new)

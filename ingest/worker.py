@@ -14,7 +14,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing import forkserver, get_context, parent_process, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection
@@ -50,6 +50,15 @@ class LoadTask:
 
 
 @dataclass(frozen=True)
+class EarlyTexts:
+    """Chunk texts of a file still being chunked, sent ahead of its result so that embedding can start (the result
+    still carries every chunk)."""
+
+    key: int
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LoadResult:
     """What became of one file: loaded (a document and its chunks), unchanged, or failed (with the reason)."""
 
@@ -76,6 +85,7 @@ class WorkerSettings:
     max_tokens: int
     memory_mb: int
     log_level: int = logging.WARNING  # the main process's: records at or above it are sent back with the result
+    early_texts: int = 0  # send chunk texts ahead (EarlyTexts) in groups of this many; 0: only with the result
 
 
 def tokenizer_json(tokenizer: Any) -> str | None:
@@ -86,9 +96,11 @@ def tokenizer_json(tokenizer: Any) -> str | None:
     return backend.to_str() if backend is not None else None
 
 
-def load_one(task: LoadTask, chunker: Chunker | None, memory_mb: int) -> tuple[LoadResult, bool]:
+def load_one(task: LoadTask, chunker: Chunker | None, memory_mb: int,
+             ahead: Callable[[list[str]], None] | None = None, every: int = 256) -> tuple[LoadResult, bool]:
     """Parse and chunk one file; every failure becomes a result. The flag says the worker should retire
-    (after running out of memory its heap is not worth keeping)."""
+    (after running out of memory its heap is not worth keeping). `ahead`: called with each `every` chunk texts
+    while the rest are chunked."""
     t = time.perf_counter()
 
     def failed(reason: str) -> LoadResult:
@@ -96,7 +108,7 @@ def load_one(task: LoadTask, chunker: Chunker | None, memory_mb: int) -> tuple[L
 
     try:
         doc = load(Path(task.name), task.source, task.data)
-        chunks = tuple(chunker.split(doc, task.tenant, task.tags)) if chunker is not None else None
+        chunks = tuple(chunker.split(doc, task.tenant, task.tags, ahead, every)) if chunker is not None else None
     except LoaderError as e:
         return failed(one_line(e.reason)), False
     except MemoryError:
@@ -138,8 +150,12 @@ def serve(conn: Connection, settings: WorkerSettings) -> None:
             return  # the main process is gone
         if task is None:
             return
+        def ahead(texts: list[str], key: int = task.key) -> None:
+            conn.send(EarlyTexts(key, tuple(texts)))
+
         with _captured_logs() as records:
-            result, retire = load_one(task, chunker, settings.memory_mb)
+            result, retire = load_one(task, chunker, settings.memory_mb, ahead if settings.early_texts else None,
+                                      settings.early_texts)
         if records:
             result = dataclasses.replace(result, logs=tuple(records))
         try:

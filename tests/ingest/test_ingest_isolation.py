@@ -3,6 +3,7 @@ failed line, the worker is replaced, and the rest of the run goes on; workers st
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -357,3 +358,44 @@ def test_a_full_batch_is_embedded_at_once_only_when_no_parsed_file_waits() -> No
     assert len(batches) == 2 and len(cache._todo) == 110 + EMBED_BATCH * (EMBED_BUFFER_BATCHES - 1)
     cache.flush()
     assert sum(map(len, batches)) == len(store.put) == len(set(store.put)) == EMBED_BATCH * (EMBED_BUFFER_BATCHES + 1) + 110
+
+
+def test_a_big_file_sends_its_chunk_texts_ahead_and_the_index_is_the_same(tmp_path: Path, hash_embedder,
+                                                                          make_pdf) -> None:
+    """Local workers send chunk texts ahead of the result (EarlyTexts, every `early_texts`), so embedding starts
+    while a big file is still being chunked; the texts are exactly the result's chunks, in order, and an index built
+    with them is the index built without."""
+    from ingest.embedding import load_tokenizer
+    from ingest.worker import EarlyTexts, tokenizer_json
+
+    pages = ["".join(f"Page {i}, line {j}: the walrus colony on floe {i} counted {i * 7 + j} animals.\n"
+                     for j in range(40)) for i in range(30)]
+    pdf = make_pdf(tmp_path / "big.pdf", pages)
+    config = IngestConfig()
+    tokenizer, max_tokens = load_tokenizer(config.embedding)
+    settings = worker.WorkerSettings(config, tokenizer_json(tokenizer), max_tokens, 512, early_texts=8)
+    with isolation.LoaderPool(lambda: settings, 1, 60) as pool:
+        out = list(pool.map([worker.LoadTask(0, "big.pdf", "big.pdf", pdf.read_bytes())]))
+    early, result = out[:-1], out[-1]
+    assert isinstance(result, worker.LoadResult) and result.status == "loaded" and result.chunks
+    assert early and all(isinstance(e, EarlyTexts) and e.key == 0 and len(e.texts) >= 8 for e in early)
+    sent = [t for e in early for t in e.texts]
+    assert sent == [c.text for c in result.chunks[:len(sent)]] and len(sent) < len(result.chunks)
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "big.pdf").write_bytes(pdf.read_bytes())
+    with_early = ingest_paths([docs], tmp_path / "a", config, embedder=hash_embedder)
+    real = pipeline.Ingestor._worker_settings
+    try:  # the same ingest with nothing sent ahead
+        pipeline.Ingestor._worker_settings = lambda self: dataclasses.replace(real(self), early_texts=0)
+        without = ingest_paths([docs], tmp_path / "b", config, embedder=hash_embedder)
+    finally:
+        pipeline.Ingestor._worker_settings = real
+    assert with_early.chunks_added == without.chunks_added == len(result.chunks)
+    assert with_early.chunks_embedded == without.chunks_embedded == len({c.text for c in result.chunks})
+    with open_pipeline(tmp_path / "a", Config(index_dir=tmp_path / "a"), embedder=hash_embedder) as a, \
+            open_pipeline(tmp_path / "b", Config(index_dir=tmp_path / "b"), embedder=hash_embedder) as b:
+        for q in ("walrus colony on floe 17", "how many animals on floe 3"):
+            assert [(h.chunk.text, round(h.score, 6)) for h in a.search(q, k=5).hits] == \
+                   [(h.chunk.text, round(h.score, 6)) for h in b.search(q, k=5).hits]
