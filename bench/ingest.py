@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rounds: ingest and pure encode (or rag and LangChain "
                     "with --vs) alternate, and the medians are compared")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if args.vs:
         if not args.paths:
             ap.error("--vs needs the PDF file(s) or HTML folder(s) to compare on")
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             for start in range(0, len(texts), pipeline.EMBED_BATCH):
                 embedder.embed(texts[start:start + pipeline.EMBED_BATCH])
             encode_runs.append(time.perf_counter() - t)
-            print(f"round {r + 1}: ingest {ingest_runs[-1]:.2f} s (first batch embedding at {first_batch[-1]:.2f} s), "
+            print(f"round {r + 1}: ingest {ingest_runs[-1]:.2f} s (first batch started at {first_batch[-1]:.2f} s), "
                   f"pure encode {encode_runs[-1]:.2f} s, ratio {ingest_runs[-1] / encode_runs[-1]:.3f}  "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
 
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     paired = statistics.median(i / e for i, e in zip(ingest_runs, encode_runs, strict=True))
     print(f"ingest / encode:  {paired:.3f} (median of the {args.rounds} rounds' own ratios; goal <= {GOAL_RATIO}: "
           f"{'met' if paired <= GOAL_RATIO else 'MISSED'}); {ratio:.3f} as a ratio of the medians; first batch "
-          f"embedding at {statistics.median(first_batch):.2f} s of the ingest")
+          f"started at {statistics.median(first_batch):.2f} s of the ingest")
     print(f"re-ingest:        {reingest_s:.3f} s unchanged ({len(again.unchanged)} files) = {re_share:.4f} "
           f"of the first (goal <= {GOAL_REINGEST}: {'met' if re_share <= GOAL_REINGEST else 'MISSED'})")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +62,11 @@ class _Pypdf:
     def __init__(self, data: bytes, source: str) -> None:
         self.data, self.source = data, source
         self._reader: Any = None
+        self._failed: LoaderError | None = None  # why pypdf cannot open the file: said once, not re-parsed per page
 
     def reader(self) -> Any:
+        if self._failed is not None:
+            raise self._failed
         if self._reader is None:
             import io
 
@@ -78,10 +82,12 @@ class _Pypdf:
                     if not ok:
                         raise LoaderError(self.source, "encrypted PDF: a password is required")
                 len(reader.pages)  # reads the page tree: a broken one fails here, not later
-            except LoaderError:
+            except LoaderError as e:
+                self._failed = e
                 raise
             except _bad_pdf() as e:
-                raise self.corrupt(e) from e
+                self._failed = self.corrupt(e)
+                raise self._failed from e
             self._reader = reader
         return self._reader
 
@@ -114,7 +120,7 @@ def load_pdf(data: bytes, source: str) -> Parts:
     retry = sorted({*unread, *(i for i, t in pdf.texts.items() if not t.strip()),
                     *(i for i, t in pdf.texts.items() if long_word_share(t) > _BROKEN_SPACING_SHARE)})
     texts = [pdf.texts.get(i, "") for i in range(pdf.pages)]
-    spaced = fixed = 0
+    spaced = fixed = filled = 0
     for i in retry:
         try:
             other = fallback.page_text(i)
@@ -122,9 +128,13 @@ def load_pdf(data: bytes, source: str) -> Parts:
             if i in pdf.texts:
                 continue  # PDFium's text stands
             raise e if isinstance(e, LoaderError) else fallback.corrupt(e, i + 1) from e
-        if i not in pdf.texts or (not texts[i].strip() and other.strip()):
+        if i not in pdf.texts:
             texts[i] = other
-        elif texts[i].strip():
+        elif not texts[i].strip():
+            if other.strip():
+                texts[i] = other
+                filled += 1
+        else:
             spaced += 1
             if long_word_share(other) < long_word_share(texts[i]):
                 texts[i] = other
@@ -132,6 +142,8 @@ def load_pdf(data: bytes, source: str) -> Parts:
     warnings: list[str] = []
     if unread:
         warnings.append(f"{len(unread)} page(s) PDFium could not read were read with pypdf")
+    if filled:
+        warnings.append(f"{filled} page(s) PDFium found empty were read with pypdf")
     if spaced:
         warnings.append(f"{spaced} page(s) lost word spacing in PDFium; {fixed} recovered with pypdf")
     for w in warnings:
@@ -152,12 +164,15 @@ def _pdfium_document(data: bytes) -> _Pdf | None:
 
     try:
         pdf = pdfium.PdfDocument(data)
+    except (MemoryError, RecursionError):
+        raise  # the worker's to report (and to retire after)
     except Exception as e:  # pypdf then opens it, or says why it cannot
         log.info("PDFium cannot open the PDF: %s", e)
         return None
     try:
         n = len(pdf)
-        out = _Pdf(n, [pdf.get_page_label(i) for i in range(n)], pdf.get_metadata_dict().get("Title", ""))
+        out = _Pdf(n, [_or_blank(pdf.get_page_label, i) for i in range(n)],
+                   _or_blank(lambda: pdf.get_metadata_dict().get("Title", "")))
         for i in range(n):
             try:
                 page = pdf[i]
@@ -169,8 +184,21 @@ def _pdfium_document(data: bytes) -> _Pdf | None:
                         textpage.close()
                 finally:
                     page.close()
+            except (MemoryError, RecursionError):
+                raise
             except Exception as e:  # one unreadable page: pypdf tries it
                 log.info("PDFium cannot read page %d: %s", i + 1, e)
         return out
     finally:
         pdf.close()
+
+
+def _or_blank(read: Callable[..., str], *args: object) -> str:
+    """A page label or the title; "" when it cannot be decoded (a lone UTF-16 surrogate fails pypdfium2's decoding)."""
+    try:
+        return read(*args) or ""
+    except RecursionError:
+        raise
+    except (UnicodeDecodeError, ValueError, RuntimeError) as e:  # RuntimeError: pypdfium2's PdfiumError
+        log.info("PDFium cannot decode a page label or the title: %s", e)
+        return ""

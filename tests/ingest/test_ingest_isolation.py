@@ -385,13 +385,28 @@ def test_a_big_file_sends_its_chunk_texts_ahead_and_the_index_is_the_same(tmp_pa
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "big.pdf").write_bytes(pdf.read_bytes())
-    with_early = ingest_paths([docs], tmp_path / "a", config, embedder=hash_embedder)
-    real = pipeline.Ingestor._worker_settings
-    try:  # the same ingest with nothing sent ahead
-        pipeline.Ingestor._worker_settings = lambda self: dataclasses.replace(real(self), early_texts=0)
-        without = ingest_paths([docs], tmp_path / "b", config, embedder=hash_embedder)
+    real_settings, real_map = pipeline.Ingestor._worker_settings, isolation.LoaderPool.map
+    seen: list[object] = []
+
+    def counting_map(self, items):  # noqa: ANN001, ANN202 - what the pipeline is handed
+        for item in real_map(self, items):
+            seen.append(item)
+            yield item
+
+    reports = []
+    try:  # the same ingest with texts sent ahead every 8 chunks (this file has fewer than a batch), and with none
+        isolation.LoaderPool.map = counting_map
+        for name, every in (("a", 8), ("b", 0)):
+            pipeline.Ingestor._worker_settings = (lambda self, n=every:
+                                                  dataclasses.replace(real_settings(self), early_texts=n))
+            reports.append(ingest_paths([docs], tmp_path / name, config, embedder=hash_embedder))
+            if name == "a":
+                assert sum(isinstance(x, EarlyTexts) for x in seen) >= 2, seen
+                seen.clear()
+        assert not any(isinstance(x, EarlyTexts) for x in seen)
     finally:
-        pipeline.Ingestor._worker_settings = real
+        pipeline.Ingestor._worker_settings, isolation.LoaderPool.map = real_settings, real_map
+    with_early, without = reports
     assert with_early.chunks_added == without.chunks_added == len(result.chunks)
     assert with_early.chunks_embedded == without.chunks_embedded == len({c.text for c in result.chunks})
     with open_pipeline(tmp_path / "a", Config(index_dir=tmp_path / "a"), embedder=hash_embedder) as a, \

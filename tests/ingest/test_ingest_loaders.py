@@ -115,6 +115,27 @@ def test_pages_pdfium_cannot_read_find_empty_or_glues_are_read_with_pypdf(tmp_pa
     assert "1 page(s) lost word spacing in PDFium; 1 recovered with pypdf" in doc.warnings
 
 
+def test_a_page_label_pdfium_cannot_decode_costs_only_the_label(tmp_path: Path, make_pdf: MakePdf) -> None:
+    """A label prefix holding a lone UTF-16 surrogate: pypdfium2 raises UnicodeDecodeError on it."""
+    from pypdf import PdfWriter
+    from pypdf.generic import ByteStringObject, NameObject
+
+    pdf = make_pdf(tmp_path / "label.pdf", ["the walrus page with enough words to count as text"], labels=[("D", 0)])
+    writer = PdfWriter(clone_from=PdfReader(pdf))
+    label = writer._root_object["/PageLabels"].get_object()["/Nums"][1].get_object()
+    label[NameObject("/P")] = ByteStringObject(b"\xfe\xff\xd8\x00")
+    out = io.BytesIO()
+    writer.write(out)
+    pdf.write_bytes(out.getvalue())
+    import pypdfium2
+
+    with pytest.raises(UnicodeDecodeError):
+        pypdfium2.PdfDocument(str(pdf)).get_page_label(0)
+    doc = load(pdf, "label.pdf")
+    assert [(s.page, s.page_label, s.text) for s in doc.sections] == [
+        (1, None, "the walrus page with enough words to count as text")]
+
+
 def test_a_pdf_pdfium_cannot_open_is_read_with_pypdf(tmp_path: Path, make_pdf: MakePdf,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import pypdfium2
