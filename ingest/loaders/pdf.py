@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,15 +176,8 @@ def _pdfium_document(data: bytes) -> _Pdf | None:
                    _or_blank(lambda: pdf.get_metadata_dict().get("Title", "")))
         for i in range(n):
             try:
-                page = pdf[i]
-                try:
-                    textpage = page.get_textpage()
-                    try:
-                        out.texts[i] = clean_pdfium_text(textpage.get_text_bounded())
-                    finally:
-                        textpage.close()
-                finally:
-                    page.close()
+                with closing(pdf[i]) as page, closing(page.get_textpage()) as textpage:
+                    out.texts[i] = clean_pdfium_text(textpage.get_text_bounded())
             except (MemoryError, RecursionError):
                 raise
             except Exception as e:  # one unreadable page: pypdf tries it

@@ -38,6 +38,7 @@ UNTENANTED = {
 # Words that only tenant B's (or the untenanted) documents contain: a reader of A must never see them.
 B_WORDS = ("basalt", "volcanic", "quarry", "blasting", "diamond wire")
 UNTENANTED_WORDS = ("lighthouse", "clockwork")
+TWO_TENANTS = {"A": TENANT_A, "B": TENANT_B, None: UNTENANTED}  # the served corpus: tenant -> {file name: text}
 
 CONFIG = """
 [answer]
@@ -165,8 +166,6 @@ def serve_two_tenants(tmp: Path, target: object, embedder) -> Iterator[Server]: 
     ingested in this process (the server picks up the new index generation on its next search). `target`: an index
     directory, or a PostgresTarget (the server then gets a local folder for its uploads)."""
     from ingest.backend import PostgresTarget
-    from rag import api
-    from rag.config import load_config
 
     index = tmp / ("local" if isinstance(target, PostgresTarget) else "index")
     env = backend_env(target)
@@ -179,10 +178,7 @@ def serve_two_tenants(tmp: Path, target: object, embedder) -> Iterator[Server]: 
         finally:
             store.close()
         proc, url, log = start_server(tmp, index, "main", env=env)
-        config = load_config(tmp / "main.toml")
-        for tenant, docs, folder in (("A", TENANT_A, "docs-a"), ("B", TENANT_B, "docs-b"),
-                                     (None, UNTENANTED, "docs-none")):
-            api.ingest([write_docs(tmp / folder, docs)], target, config, tenant=tenant, embedder=embedder)
+        build_index(tmp, embedder, TWO_TENANTS, target)
         wait_ready(proc, url, log)
         yield Server(url, index, log, keys, target)
     finally:
@@ -330,7 +326,7 @@ def in_process(index: Path, embedder, client_address: str = "testclient", target
 @pytest.fixture(scope="session")
 def small_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  # noqa: ANN001
     """The two-tenant corpus of the served index, built once; tests that write to it copy it first."""
-    return build_index(tmp_path_factory.mktemp("small"), embedder, {"A": TENANT_A, "B": TENANT_B, None: UNTENANTED})
+    return build_index(tmp_path_factory.mktemp("small"), embedder, TWO_TENANTS)
 
 
 @pytest.fixture(scope="session")
@@ -339,7 +335,7 @@ def two_tenant_index(embedder):  # noqa: ANN001, ANN201 - the function below
     PostgresTarget (for a test that writes to it)."""
 
     def run(tmp: Path, target: object = None) -> Path:
-        return build_index(tmp, embedder, {"A": TENANT_A, "B": TENANT_B, None: UNTENANTED}, target)
+        return build_index(tmp, embedder, TWO_TENANTS, target)
 
     return run
 
