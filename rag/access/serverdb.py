@@ -38,18 +38,17 @@ def connect(index_dir: str | Path) -> sqlite3.Connection:
     """A connection to the index directory's server file, made (0600, in a 0700 folder) with its tables if missing.
     One connection per object; callers serialise their own threads on it."""
     path = Path(index_dir) / SERVER_FILE
+    db: sqlite3.Connection | None = None
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         private_file(path)
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
-    except (OSError, sqlite3.Error) as e:
-        raise RagError(f"{path}: cannot open the server's shared state (rate limits, upload jobs): {e}") from None
-    try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a lost last window after a power cut is harmless
         db.executescript(SCHEMA)
-    except sqlite3.Error as e:
-        db.close()
+    except (OSError, sqlite3.Error) as e:
+        if db is not None:
+            db.close()
         raise RagError(f"{path}: cannot open the server's shared state (rate limits, upload jobs): {e}") from None
     return db
 
