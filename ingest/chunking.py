@@ -57,20 +57,22 @@ class Chunker:
             return 1
         return offsets[len(offsets) - self._overlap - 1][0] + 1
 
+    def texts(self, section_text: str) -> list[str]:
+        """The chunk texts of one section, as split() makes them (a section's text is stripped)."""
+        return [t for t in self._splitter.split_text(section_text.strip()) if t.strip()]
+
     def split(self, doc: Document, tenant: str | None = None, tags: tuple[str, ...] = (),
-              ahead: Callable[[list[str]], None] | None = None, every: int = 256) -> list[Chunk]:
+              ahead: Callable[[list[str]], None] | None = None, every: int = 256, sent: int = 0) -> list[Chunk]:
         """Chunks of one document, never crossing a section (so page and heading stay exact). `ahead`, if given, is
-        called with the texts of each `every` new chunks while the rest are still being split."""
+        called with the texts of each `every` new chunks while the rest are still being split, after the first
+        `sent` (whose texts the caller already sent ahead)."""
         chunks: list[Chunk] = []
-        sent = 0
         for sec in doc.sections:
             if ahead is not None and len(chunks) - sent >= every:
                 ahead([c.text for c in chunks[sent:]])
                 sent = len(chunks)
             prev, prev_text = -1, ""
-            for text in self._splitter.split_text(sec.text):
-                if not text.strip():
-                    continue
+            for text in self.texts(sec.text):
                 # Each piece is a substring of the section, in order. The splitter's own start_index
                 # is unusable here: it steps back by chunk_overlap *characters* while the overlap is
                 # counted in word pieces, so it returns -1 or a later repeat of the text.

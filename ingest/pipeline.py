@@ -35,6 +35,10 @@ EMBED_BATCH = 256
 # batches of similar lengths pad as little as a sort of the whole run would (sqlite-docs: 1.07 padded tokens per
 # token, as before; embedding each batch as soon as it fills: 1.13, +5 % compute for ~3 % of parsing hidden).
 EMBED_BUFFER_BATCHES = 4
+# When nothing parsed is waiting, the caller embeds what it has once this many texts wait (up to a batch) rather
+# than idle: the first vectors start as soon as a file's first pages or sections are chunked. Parser workers send
+# a big file's chunk texts ahead in groups of this many.
+IDLE_BATCH = 32
 
 
 @dataclass
@@ -184,8 +188,8 @@ class Ingestor:
                     loaded[result.key] = (f, doc, chunks)
                     rep.pages += sum(1 for s in doc.sections if s.page is not None)
                     rep.note(doc)
-                    # Buffered to sort by length, except that a full batch is embedded at once whenever no parsed
-                    # file is waiting: the caller would otherwise idle while the workers parse.
+                    # Buffered to sort by length, except that what waits (up to a batch) is embedded at once whenever
+                    # no parsed file is waiting: the caller would otherwise idle while the workers parse.
                     vectors.add(chunks, idle=not pool.ready())
                 self._progress("load", done, len(files))
         for names in (rep.added, rep.updated, rep.unchanged):
@@ -217,7 +221,7 @@ class Ingestor:
         tokenizer, max_tokens = self._tokenizer()
         # Local workers send a big file's chunk texts ahead, a batch at a time (Ray embeds on the cluster instead).
         return WorkerSettings(self.config, tokenizer_json(tokenizer), max_tokens, self.config.load_memory_mb,
-                              logging.getLogger().getEffectiveLevel(), EMBED_BATCH if self._executor is None else 0)
+                              logging.getLogger().getEffectiveLevel(), IDLE_BATCH if self._executor is None else 0)
 
     def _prepare(self, files: list[Found], known: dict[str, StoredDocument], tenant: str | None,
                  tags: tuple[str, ...]) -> Iterator[LoadTask | LoadResult]:
@@ -285,8 +289,8 @@ class _VectorCache:
         self.add_texts({c.text_hash: c.text for c in chunks}, idle)
 
     def add_texts(self, texts: dict[str, str], idle: bool = False) -> None:
-        """Texts to embed, by hash. `idle`: nothing else is waiting for this thread, so a full batch is embedded now
-        rather than buffered (the buffer sorts more texts by length: less padding)."""
+        """Texts to embed, by hash. `idle`: nothing else is waiting for this thread, so up to a batch is embedded now
+        (once IDLE_BATCH texts wait) rather than buffered (the buffer sorts more texts by length: less padding)."""
         new = {h: t for h, t in texts.items() if h not in self._seen}
         if new:
             self._seen.update(new)
@@ -294,7 +298,7 @@ class _VectorCache:
             self._todo.update((h, t) for h, t in new.items() if h not in have)
         while len(self._todo) >= self._batch_size * EMBED_BUFFER_BATCHES:
             self._batch()
-        if idle and len(self._todo) >= self._batch_size:
+        if idle and len(self._todo) >= min(IDLE_BATCH, self._batch_size):
             self._batch()
 
     def flush(self) -> None:

@@ -26,6 +26,7 @@ from ingest.chunking import Chunker
 from ingest.config import IngestConfig
 from ingest.errors import LoaderError
 from ingest.loaders import load
+from ingest.loaders.base import Part
 from ingest.records import Chunk, Document
 
 # Imported once by the forkserver, so that every worker forked from it starts with the parsers loaded. Not this
@@ -106,9 +107,11 @@ def load_one(task: LoadTask, chunker: Chunker | None, memory_mb: int,
     def failed(reason: str) -> LoadResult:
         return LoadResult.failed(task.key, task.source, reason, time.perf_counter() - t)
 
+    streamed = _Streamed(chunker, ahead, every) if chunker is not None and ahead is not None else None
     try:
-        doc = load(Path(task.name), task.source, task.data)
-        chunks = tuple(chunker.split(doc, task.tenant, task.tags, ahead, every)) if chunker is not None else None
+        doc = load(Path(task.name), task.source, task.data, streamed)
+        chunks = (tuple(chunker.split(doc, task.tenant, task.tags, ahead, every, streamed.sent if streamed else 0))
+                  if chunker is not None else None)
     except LoaderError as e:
         return failed(one_line(e.reason)), False
     except MemoryError:
@@ -118,6 +121,24 @@ def load_one(task: LoadTask, chunker: Chunker | None, memory_mb: int,
     except Exception as e:  # a parser bug on hostile input: this file fails, nothing else does
         return failed(f"crashed: {type(e).__name__}: {one_line(str(e))}"), False
     return LoadResult(task.key, task.source, "loaded", doc, chunks, seconds=time.perf_counter() - t), False
+
+
+class _Streamed:
+    """Chunks the leading parts a loader hands on while it reads the rest (a big PDF's first pages), and sends their
+    texts ahead each `every`: embedding starts before the whole file is read. split() later makes the same chunks
+    (the memoised token counts make that cheap) and sends only what follows the `sent` texts."""
+
+    def __init__(self, chunker: Chunker, ahead: Callable[[list[str]], None], every: int) -> None:
+        self._chunker, self._ahead, self._every = chunker, ahead, every
+        self._pending: list[str] = []
+        self.sent = 0
+
+    def __call__(self, part: Part) -> None:
+        self._pending.extend(self._chunker.texts(part[0]))
+        if len(self._pending) >= self._every:
+            self._ahead(self._pending)
+            self.sent += len(self._pending)
+            self._pending = []
 
 
 def one_line(text: str) -> str:

@@ -315,14 +315,15 @@ def test_the_pool_says_whether_a_result_is_waiting() -> None:
         assert list(results) == []
 
 
-def test_a_full_batch_is_embedded_at_once_only_when_no_parsed_file_waits() -> None:
+def test_what_waits_is_embedded_at_once_only_when_no_parsed_file_waits() -> None:
     """The vector buffer of the pipeline: texts wait for EMBED_BUFFER_BATCHES batches (sorted by length, less
-    padding), except that a full batch goes to the embedder at once when the caller would otherwise idle."""
+    padding), except that what waits (IDLE_BATCH texts or more, up to a batch) goes to the embedder at once when the
+    caller would otherwise idle."""
     from types import SimpleNamespace
 
     import numpy as np
 
-    from ingest.pipeline import EMBED_BATCH, EMBED_BUFFER_BATCHES, _VectorCache
+    from ingest.pipeline import EMBED_BATCH, EMBED_BUFFER_BATCHES, IDLE_BATCH, _VectorCache
     from ingest.records import sha256_hex
 
     class Store:  # the unit seam: nothing cached yet; what is put is kept
@@ -352,12 +353,17 @@ def test_a_full_batch_is_embedded_at_once_only_when_no_parsed_file_waits() -> No
     cache.add([], idle=True)
     assert [len(b) for b in batches] == [EMBED_BATCH]  # nothing waits: one full batch, the longest texts
     assert min(map(len, batches[0])) >= max(len(t) for t in cache._todo.values())
-    cache.add(chunks(10_000, 100), idle=True)  # 110 left: under a batch, kept for the buffer
+    cache.add(chunks(10_000, IDLE_BATCH - 11), idle=True)  # 10 + 21 wait: under IDLE_BATCH, kept for the buffer
     assert len(batches) == 1
-    cache.add(chunks(20_000, EMBED_BATCH * EMBED_BUFFER_BATCHES))  # a full buffer is embedded whatever waits
-    assert len(batches) == 2 and len(cache._todo) == 110 + EMBED_BATCH * (EMBED_BUFFER_BATCHES - 1)
+    cache.add(chunks(15_000, 1), idle=True)  # IDLE_BATCH wait: embedded, all of them, rather than idle
+    assert [len(b) for b in batches] == [EMBED_BATCH, IDLE_BATCH] and not cache._todo
+    cache.add(chunks(20_000, EMBED_BATCH * EMBED_BUFFER_BATCHES + 5))  # a full buffer is embedded whatever waits
+    assert len(batches) == 3 and len(cache._todo) == 5 + EMBED_BATCH * (EMBED_BUFFER_BATCHES - 1)
+    cache.add([], idle=True)  # idle again: one batch (the longest), not all that waits
+    assert [len(b) for b in batches][3:] == [EMBED_BATCH]
     cache.flush()
-    assert sum(map(len, batches)) == len(store.put) == len(set(store.put)) == EMBED_BATCH * (EMBED_BUFFER_BATCHES + 1) + 110
+    assert sum(map(len, batches)) == len(store.put) == len(set(store.put)) == \
+        EMBED_BATCH * (EMBED_BUFFER_BATCHES + 1) + IDLE_BATCH + 5
 
 
 def test_a_big_file_sends_its_chunk_texts_ahead_and_the_index_is_the_same(tmp_path: Path, hash_embedder,
@@ -368,8 +374,10 @@ def test_a_big_file_sends_its_chunk_texts_ahead_and_the_index_is_the_same(tmp_pa
     from ingest.embedding import load_tokenizer
     from ingest.worker import EarlyTexts, tokenizer_json
 
-    pages = ["".join(f"Page {i}, line {j}: the walrus colony on floe {i} counted {i * 7 + j} animals.\n"
-                     for j in range(40)) for i in range(30)]
+    # Page 21 is blank (pypdf or OCR may yet fill it): PDFium's pages 1-20 are chunked and sent ahead as they are
+    # read, the rest as they are chunked, at page boundaries.
+    pages = ["" if i == 20 else "".join(f"Page {i}, line {j}: the walrus colony on floe {i} counted {i * 7 + j} "
+                                        "animals.\n" for j in range(40)) for i in range(30)]
     pdf = make_pdf(tmp_path / "big.pdf", pages)
     config = IngestConfig()
     tokenizer, max_tokens = load_tokenizer(config.embedding)

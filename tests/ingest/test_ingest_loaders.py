@@ -99,7 +99,7 @@ def test_pages_pdfium_cannot_read_find_empty_or_glues_are_read_with_pypdf(tmp_pa
     glued = "".join(texts[2].split()) + " " + "".join(texts[2].split())
     real = pdf_loader._pdfium_document
 
-    def pdfium_misreads(data: bytes) -> object:
+    def pdfium_misreads(data: bytes, on_page: object = None) -> object:
         read = real(data)
         assert read is not None and sorted(read.texts) == [0, 1, 2, 3]
         read.texts = {1: "  \n", 2: glued, 3: "delta, page four as PDFium read it"}
@@ -113,6 +113,49 @@ def test_pages_pdfium_cannot_read_find_empty_or_glues_are_read_with_pypdf(tmp_pa
         (1, "alpha page one text"), (2, "bravo page two text"), (3, texts[2]), (4, "delta, page four as PDFium read it")]
     assert "1 page(s) PDFium could not read were read with pypdf" in doc.warnings
     assert "1 page(s) lost word spacing in PDFium; 1 recovered with pypdf" in doc.warnings
+
+
+@pytest.mark.parametrize("misread", ["", "glued", "\ufffd\ufffd\ufffd \ue001\ue002 \x01\x02 ~~"])
+def test_a_pdf_hands_on_its_leading_pages_as_read_up_to_one_that_may_change(
+        tmp_path: Path, make_pdf: MakePdf, monkeypatch: pytest.MonkeyPatch, misread: str) -> None:
+    """`on_part` gets each page as soon as PDFium has read it, exactly as the Document will hold it, up to the first
+    page whose text pypdf or OCR may still replace (empty, glued, or garbage); nothing after it is handed on."""
+    from ingest.loaders import pdf as pdf_loader
+
+    texts = [f"{word} page of the walrus survey, counted on the ice" for word in ("first", "second", "third",
+                                                                                  "fourth", "fifth")]
+    pdf = make_pdf(tmp_path / "survey.pdf", texts)
+    real = pdf_loader._pdfium_document
+    events: list[tuple[str, int]] = []
+
+    def pdfium_misreads_page_four(data: bytes, on_page=None):  # noqa: ANN001, ANN202 - the seam's own signature
+        def page(read, i: int) -> None:  # noqa: ANN001
+            events.append(("read", i + 1))
+            if i == 3:
+                read.texts[3] = PANGRAM + PANGRAM.replace(" ", "") * 3 if misread == "glued" else misread
+            on_page(read, i)
+
+        return real(data, page if on_page is not None else None)
+
+    monkeypatch.setattr(pdf_loader, "_pdfium_document", pdfium_misreads_page_four)
+    handed: list[tuple[str, str, int | None, str | None]] = []
+
+    def on_part(part: tuple[str, str, int | None, str | None]) -> None:
+        handed.append(part)
+        events.append(("part", part[2] or 0))
+
+    doc = load(pdf, "survey.pdf", on_part=on_part)
+
+    assert [p[2] for p in handed] == [1, 2, 3]
+    assert events[:7] == [("read", 1), ("part", 1), ("read", 2), ("part", 2), ("read", 3), ("part", 3), ("read", 4)]
+    assert [(p[0].strip(), p[1], p[2], p[3]) for p in handed] == \
+        [(s.text, s.section, s.page, s.page_label) for s in doc.sections[:3]]
+    assert doc.sections[-1].page == 5  # the rest is loaded as ever
+
+    handed.clear()
+    monkeypatch.setattr(pdf_loader, "_pdfium_document", real)
+    whole = load(pdf, "survey.pdf", on_part=on_part)  # nothing misread: every page, as the Document holds them
+    assert [(p[0].strip(), p[2]) for p in handed] == [(s.text, s.page) for s in whole.sections] and len(handed) == 5
 
 
 def test_a_page_label_pdfium_cannot_decode_costs_only_the_label(tmp_path: Path, make_pdf: MakePdf) -> None:
