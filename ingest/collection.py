@@ -154,9 +154,8 @@ class Collection:
                 Store(self._store_path, readonly=False).close()  # run pending migrations once
         except Exception as e:
             raise IndexCorruptError(f"{self._store_path}: cannot open the metadata store ({e})") from e
-        self.generation = -1
-        self.vectors: FaissIndex | None = None
-        self.manifest: Manifest | None = None
+        self._state: tuple[int, Manifest | None] = (-1, None)  # the generation in force and its manifest
+        self._vectors: tuple[int, FaissIndex | None] = (-1, None)  # (generation, its FAISS index), read when used
         self.refresh()
 
     @property
@@ -177,18 +176,44 @@ class Collection:
             store.close()
 
     def refresh(self) -> bool:
-        """Load the committed generation if it changed since the last load; True when it did."""
+        """Move to the committed generation if it changed since the last look; True when it did. Its FAISS index is
+        read when first used (`vectors`): an ingest that finds nothing changed never reads it."""
         gen = self.store.generation
         if gen == self.generation:
             return False
-        with self._lock:  # one thread loads a new generation; the others keep searching the previous one
+        with self._lock:
             if gen == self.generation:
                 return False
             raw = self.store.get_meta("manifest")
-            manifest = Manifest(**json.loads(raw)) if raw else None
-            vectors = self._load_vectors(gen, manifest) if manifest else None
-            self.manifest, self.vectors, self.generation = manifest, vectors, gen
+            self._state = (gen, Manifest(**json.loads(raw)) if raw else None)
         return True
+
+    @property
+    def generation(self) -> int:
+        return self._state[0]
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return self._state[1]
+
+    @property
+    def vectors(self) -> FaissIndex | None:
+        """The FAISS index of the current generation (None before the first commit)."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[FaissIndex | None, Manifest | None, int]:
+        """(FAISS index, manifest, generation), all of one generation: one thread reads a new generation's index;
+        the others wait for it rather than search the previous one with the new manifest."""
+        gen, manifest = self._state
+        loaded_gen, vectors = self._vectors
+        if loaded_gen == gen:
+            return vectors, manifest, gen
+        _ = self.store  # this thread's connection, made before the lock (making one takes it)
+        with self._lock:
+            gen, manifest = self._state
+            if self._vectors[0] != gen:
+                self._vectors = (gen, self._load_vectors(gen, manifest) if manifest else None)
+            return self._vectors[1], manifest, gen
 
     def _load_vectors(self, gen: int, m: Manifest) -> FaissIndex:
         path = vectors_file(self.directory, gen)
@@ -234,7 +259,7 @@ class Collection:
         store = self.store
         with store.snapshot():
             self.refresh()
-            yield EmbeddedView(store, self.vectors, self.manifest, self.generation)
+            yield EmbeddedView(store, *self._current())
 
     def size_bytes(self) -> int:
         return self.size_on_disk()
@@ -316,7 +341,8 @@ class Collection:
         self.store.set_meta("manifest", m.to_json())
         self.store.set_meta("generation", str(gen))
         self.store.db.commit()
-        self.manifest, self.vectors, self.generation = m, vectors, gen
+        with self._lock:
+            self._state, self._vectors = (gen, m), (gen, vectors)
         atomic_write(self.directory / MANIFEST_FILE, m.to_json(), mode=0o600)
         self.remove_stale_files()
 

@@ -8,6 +8,7 @@ $RAG_CONFIG, ./config.toml and the user config directory (~/.config/rag/config.t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.backend import IndexTarget, target_for
 from ingest.config import DEFAULT_EF_SEARCH, EF_SEARCH_RULE, ConfigError, IngestConfig, Settings, check_ef_search, validated
@@ -203,28 +203,34 @@ _ALIASES = {"index_dir": "index.dir"}
 _PREFIXES = {"local.": "llm.local.", "openai.": "llm.openai.", "embedding.": "ingest.embedding."}
 
 
-class _Environment(BaseSettings):
-    """RAG_SECTION__KEY variables as nested tables (e.g. RAG_ANSWER__VERIFY=true, RAG_LLM__LOCAL__MODEL=...)."""
-
-    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="ignore",
-                                      case_sensitive=False)
-
-    index: dict[str, Any] = Field(default_factory=dict)
-    embedding: dict[str, Any] = Field(default_factory=dict)
-    ingest: dict[str, Any] = Field(default_factory=dict)
-    retrieval: dict[str, Any] = Field(default_factory=dict)
-    answer: dict[str, Any] = Field(default_factory=dict)
-    llm: dict[str, Any] = Field(default_factory=dict)
-    server: dict[str, Any] = Field(default_factory=dict)
-    eval: dict[str, Any] = Field(default_factory=dict)
-
-
 def env_overrides() -> dict[str, Any]:
     """The configuration tables given by RAG_SECTION__KEY environment variables (values decoded as TOML values
     where they parse, e.g. `true`, `10`, `[".md"]`; otherwise kept as strings)."""
     if not any(k.upper().startswith("RAG_") and "__" in k for k in os.environ):
         return {}
-    return {table: _decode(values) for table, values in _Environment().model_dump().items() if values}
+    return {table: _decode(values) for table, values in _environment()().model_dump().items() if values}
+
+
+@functools.cache
+def _environment() -> type:
+    """RAG_SECTION__KEY variables as nested tables (e.g. RAG_ANSWER__VERIFY=true, RAG_LLM__LOCAL__MODEL=...).
+    pydantic-settings is imported only when such a variable is set: it costs ~0.1 s of every command's start."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class Environment(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="ignore",
+                                          case_sensitive=False)
+
+        index: dict[str, Any] = Field(default_factory=dict)
+        embedding: dict[str, Any] = Field(default_factory=dict)
+        ingest: dict[str, Any] = Field(default_factory=dict)
+        retrieval: dict[str, Any] = Field(default_factory=dict)
+        answer: dict[str, Any] = Field(default_factory=dict)
+        llm: dict[str, Any] = Field(default_factory=dict)
+        server: dict[str, Any] = Field(default_factory=dict)
+        eval: dict[str, Any] = Field(default_factory=dict)
+
+    return Environment
 
 
 def _decode(value: Any) -> Any:
