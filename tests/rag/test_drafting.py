@@ -213,21 +213,27 @@ def test_re_citing_needs_a_block_that_holds_the_sentence_and_a_judge_that_agrees
     assert text == "" and len(judge.asked) == 1
 
 
-def test_a_re_cited_sentence_needs_the_higher_bar_of_a_second_try() -> None:
-    """P 0.55 for block [2] shows a sentence that cites [2] (min_entailment 0.5), but not one re-cited there from
-    [1] (min_recited_entailment 0.6): a second try at the judge gets a higher bar."""
-    doubtful = {"Bread rises for twelve hours.\n\nAnswer yes only if document [1]": 0.1,
-                "Bread rises for twelve hours.\n\nAnswer yes only if document [2]": 0.55}
-    text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [2]."), ClaimChecker(judge=TableJudge(doubtful)))
-    assert text == "Bread rises for twelve hours [2]."
-    judge = TableJudge(doubtful)
+def test_a_re_cited_sentence_is_vetoed_only_by_a_clear_no_of_the_judge() -> None:
+    """The judge barely tells blocks apart, so re-citation is decided by words: P 0.4 for block [2] does not keep a
+    sentence that cites [2] (min_entailment 0.5), but keeps one re-cited there from [1]; a clear no (P 0.2, under
+    min_recited_entailment 0.35) does not; a checker configured with a higher bar refuses it."""
+    def judged(p2: float) -> TableJudge:
+        return TableJudge({"Bread rises for twelve hours.\n\nAnswer yes only if document [1]": 0.1,
+                           "Bread rises for twelve hours.\n\nAnswer yes only if document [2]": p2})
+
+    text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [2]."), ClaimChecker(judge=judged(0.4)))
+    assert text == ""
+    judge = judged(0.4)
     text, d = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), ClaimChecker(judge=judge))
-    assert text == "" and len(judge.asked) == 2 and "document [2]" in judge.asked[1]  # asked, and refused
+    assert text == "Bread rises for twelve hours [2]." and len(judge.asked) == 2 and "document [2]" in judge.asked[1]
+    judge = judged(0.2)
+    text, d = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), ClaimChecker(judge=judge))
+    assert text == "" and len(judge.asked) == 2  # asked, and refused
     (verdict,) = d.draft.verdicts
     assert not verdict.supported and "re-cited" not in verdict.reason
-    lenient = ClaimChecker(judge=TableJudge(doubtful), min_recited_entailment=0.5)  # answer.min_recited_entailment
-    text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), lenient)
-    assert text == "Bread rises for twelve hours [2]."
+    strict = ClaimChecker(judge=judged(0.55), min_recited_entailment=0.6)  # answer.min_recited_entailment
+    text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), strict)
+    assert text == ""
 
 
 def test_recite_picks_only_a_block_holding_every_term_and_more_of_the_words() -> None:
@@ -241,3 +247,19 @@ def test_recite_picks_only_a_block_holding_every_term_and_more_of_the_words() ->
     assert checker.recite("How fast?", "The pump runs at 1450 rpm.", (1,), blocks) is None
     assert checker.recite("How fast?", "The pump runs at 9999 rpm.", (2,), blocks) is None
     assert checker.recite("How fast?", "The pump runs at 1450 rpm.", (), blocks) is None  # nothing cited: nothing to repair
+
+
+def test_recite_needs_most_of_the_words_and_may_tie_only_with_a_block_lacking_a_name_or_number() -> None:
+    question = "When did Kestrel Labs release the tide gauge?"
+    sentence = "Kestrel Labs released the tide gauge in 2011."  # 6 content words; the question gives the names
+    # cited [1] holds 2 of them, [2] holds 3 (50 %) and the year: more, but under min_recited_words 0.6
+    blocks = blocks_from_texts(["Kestrel Labs builds instruments.", "Kestrel Labs, 2011."])
+    assert ClaimChecker().recite(question, sentence, (1,), blocks) is None
+    v = ClaimChecker(min_recited_words=0.5).recite(question, sentence, (1,), blocks)
+    assert v is not None and v.supported and v.cited == (2,)
+    # cited [1] holds 4 of the 6 words but not the year; [2] holds 4 and the year: as many words are enough
+    blocks = blocks_from_texts(["Kestrel Labs makes the tide gauge.", "Kestrel Labs released it in 2011."])
+    v = ClaimChecker().recite(question, sentence, (1,), blocks)
+    assert v is not None and v.supported and v.cited == (2,)
+    # the reverse: the cited block holds the year, so a candidate with as many words is no better
+    assert ClaimChecker().recite(question, sentence, (2,), blocks) is None
