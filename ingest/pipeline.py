@@ -221,7 +221,8 @@ class Ingestor:
         """What the parser workers need; built when the first one starts (a run with nothing new starts none)."""
         _ = self.chunker  # checks the chunking settings here, once, rather than failing in every worker
         tokenizer, max_tokens = self._tokenizer()
-        # Local workers send a big file's chunk texts ahead, a batch at a time (Ray embeds on the cluster instead).
+        # Local workers send chunk texts ahead in groups of IDLE_BATCH while they chunk a file (a PDF's leading pages
+        # while it is read), once a file has that many; Ray embeds on the cluster instead.
         return WorkerSettings(self.config, tokenizer_json(tokenizer), max_tokens, self.config.load_memory_mb,
                               logging.getLogger().getEffectiveLevel(), IDLE_BATCH if self._executor is None else 0)
 

@@ -153,7 +153,7 @@ class ClaimChecker:
         citation rather than dropping a true sentence; `rag verify` scores sentences as written and never calls
         this. A candidate must hold every number, name and identifier of the sentence, at least
         `min_recited_words` of its content words, and more of them than any block it cites (as many suffice when
-        a cited block lacks one of its names or numbers); only the best candidate is tried. The claim checks then
+        the cited blocks together lack one of its names or numbers); only the best candidate is tried. The claim checks then
         run against it, with the judge's bar lowered to `min_recited_entailment` (a clear no): the judge cannot
         tell blocks apart (see MIN_RECITED_WORDS); names, numbers, anchoring and miscitation still decide.
         """

@@ -366,6 +366,42 @@ def test_what_waits_is_embedded_at_once_only_when_no_parsed_file_waits() -> None
         EMBED_BATCH * (EMBED_BUFFER_BATCHES + 1) + IDLE_BATCH + 5
 
 
+def test_a_pdfs_leading_pages_are_sent_ahead_while_it_is_read(tmp_path: Path, make_pdf) -> None:
+    """The worker chunks the pages a PDF hands on while it is read: texts go ahead before the whole file is even
+    split, up to the page before the first one pypdf or OCR may change (here a blank page 4)."""
+    from ingest.chunking import Chunker
+    from ingest.embedding import load_tokenizer
+
+    pages = ["" if i == 3 else "".join(f"Page {i}, line {j}: the tern colony on rock {i} counted {i + j} birds.\n"
+                                       for j in range(40)) for i in range(6)]
+    pdf = make_pdf(tmp_path / "terns.pdf", pages)
+    config = IngestConfig()
+    tokenizer, max_tokens = load_tokenizer(config.embedding)
+    chunker = Chunker(tokenizer, config, max_tokens)
+    events: list[tuple[str, int]] = []
+    real_split = chunker.split
+
+    def split(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - records when the whole file is split
+        events.append(("split", kwargs.get("sent", args[5] if len(args) > 5 else 0)))
+        return real_split(*args, **kwargs)
+
+    chunker.split = split  # type: ignore[method-assign]
+    sent: list[str] = []
+
+    def ahead(texts: list[str]) -> None:
+        events.append(("ahead", len(texts)))
+        sent.extend(texts)
+
+    result, _ = worker.load_one(worker.LoadTask(0, "terns.pdf", "terns.pdf", pdf.read_bytes()), chunker, 512,
+                                ahead, 2)
+    assert result.status == "loaded" and result.chunks
+    first_three = [c.text for c in result.chunks if c.page is not None and c.page <= 3]
+    before_split = events[:events.index(("split", len(first_three)))]
+    assert before_split and all(kind == "ahead" for kind, _ in before_split)  # sent while the file was read
+    assert sum(n for _, n in before_split) == len(first_three)  # pages 1-3 exactly, not page 5 or later
+    assert sent == [c.text for c in result.chunks[:len(sent)]]
+
+
 def test_a_big_file_sends_its_chunk_texts_ahead_and_the_index_is_the_same(tmp_path: Path, hash_embedder,
                                                                           make_pdf) -> None:
     """Local workers send chunk texts ahead of the result (EarlyTexts, every `early_texts`), so embedding starts
