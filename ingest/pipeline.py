@@ -155,10 +155,8 @@ class Ingestor:
         rep = IngestReport(index=coll.location, skipped=skipped)
         loaded: dict[int, tuple[Found, Document, list[Chunk]]] = {}
         tag_changes: list[str] = []
-        # Ray: whole batches for the cluster's embedders, whenever the caller would idle (remote calls cost more).
-        batch = self._executor.embed_batch if self._executor is not None else EMBED_BATCH
-        vectors = _VectorCache(coll, lambda texts: self.embedder.embed(texts), self._progress, batch,
-                               batch if self._executor is not None else IDLE_BATCH)
+        vectors = _VectorCache(coll, lambda texts: self.embedder.embed(texts), self._progress,
+                               self._executor.embed_batch if self._executor is not None else EMBED_BATCH)
         self._progress("load", 0, len(files))
         pool = (self._executor.loader_pool(self._worker_settings, self.config.load_timeout_s) if self._executor
                 else LoaderPool(self._worker_settings, self.config.load_workers, self.config.load_timeout_s))
@@ -281,9 +279,8 @@ class _VectorCache:
     committed at once, so a crash keeps what was embedded."""
 
     def __init__(self, store: IndexWriter, embed: Callable[[list[str]], np.ndarray], progress: Progress,
-                 batch: int = EMBED_BATCH, idle_batch: int = IDLE_BATCH) -> None:
+                 batch: int = EMBED_BATCH) -> None:
         self._store, self._embed, self._progress, self._batch_size = store, embed, progress, batch
-        self._idle_batch = min(idle_batch, batch)
         self._seen: set[str] = set()
         self._todo: dict[str, str] = {}
         self.embedded = 0
@@ -294,7 +291,7 @@ class _VectorCache:
 
     def add_texts(self, texts: dict[str, str], idle: bool = False) -> None:
         """Texts to embed, by hash. `idle`: nothing else is waiting for this thread, so up to a batch is embedded now
-        (once `idle_batch` texts wait) rather than buffered (the buffer sorts more texts by length: less padding)."""
+        (once IDLE_BATCH texts wait) rather than buffered (the buffer sorts more texts by length: less padding)."""
         new = {h: t for h, t in texts.items() if h not in self._seen}
         if new:
             self._seen.update(new)
@@ -302,7 +299,7 @@ class _VectorCache:
             self._todo.update((h, t) for h, t in new.items() if h not in have)
         while len(self._todo) >= self._batch_size * EMBED_BUFFER_BATCHES:
             self._batch()
-        if idle and len(self._todo) >= self._idle_batch:
+        if idle and len(self._todo) >= min(IDLE_BATCH, self._batch_size):
             self._batch()
 
     def flush(self) -> None:

@@ -121,8 +121,7 @@ def load_pdf(data: bytes, source: str, on_part: Callable[[Part], None] | None = 
     unread = [i for i in range(pdf.pages) if i not in pdf.texts]
     # Pages PDFium could not read, found empty (pypdf may still find text, before OCR is tried) or with lost
     # word spacing: pypdf reads them, and its text is kept where it is better.
-    retry = sorted({*unread, *(i for i, t in pdf.texts.items() if not t.strip()),
-                    *(i for i, t in pdf.texts.items() if long_word_share(t) > _BROKEN_SPACING_SHARE)})
+    retry = sorted({*unread, *(i for i, t in pdf.texts.items() if _for_pypdf(t))})
     texts = [pdf.texts.get(i, "") for i in range(pdf.pages)]
     spaced = fixed = filled = 0
     for i in retry:
@@ -159,6 +158,11 @@ def load_pdf(data: bytes, source: str, on_part: Callable[[Part], None] | None = 
     return title[:200], parts, warnings
 
 
+def _for_pypdf(text: str) -> bool:
+    """Whether pypdf should read a page PDFium read as `text`: found empty or without word spacing."""
+    return not text.strip() or long_word_share(text) > _BROKEN_SPACING_SHARE
+
+
 def _part(text: str, i: int, labels: list[str], by_ocr: bool = False) -> Part:
     """Page i (0-based) as a part: its printed label only where it differs from the page number."""
     label = labels[i] if i < len(labels) else None
@@ -175,8 +179,7 @@ class _FinalPages:
 
     def __call__(self, pdf: _Pdf, i: int) -> None:
         text = pdf.texts.get(i)
-        if i != self._next or text is None or not text.strip() or long_word_share(text) > _BROKEN_SPACING_SHARE \
-                or needs_ocr(text):
+        if i != self._next or text is None or _for_pypdf(text) or needs_ocr(text):
             self._next = -1  # closed: a later page is no longer part of the prefix
             return
         self._next += 1
