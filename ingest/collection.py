@@ -176,13 +176,16 @@ class Collection:
             store.close()
 
     def refresh(self) -> bool:
-        """Move to the committed generation if it changed since the last look; True when it did. Its FAISS index is
-        read when first used (`vectors`): an ingest that finds nothing changed never reads it."""
+        """Move to the committed generation if it is newer than the one in force; True when it did. Its FAISS index
+        is read when first used (`vectors`): an ingest that finds nothing changed never reads it.
+
+        Generations only grow, so a thread whose read snapshot began before another thread moved on never moves
+        the collection back (which would make the next reader load the newer FAISS file again)."""
         gen = self.store.generation
-        if gen == self.generation:
+        if gen <= self.generation:
             return False
         with self._lock:
-            if gen == self.generation:
+            if gen <= self.generation:
                 return False
             raw = self.store.get_meta("manifest")
             self._state = (gen, Manifest(**json.loads(raw)) if raw else None)
