@@ -176,19 +176,25 @@ class Collection:
             store.close()
 
     def refresh(self) -> bool:
-        """Move to the committed generation if it is newer than the one in force; True when it did. Its FAISS index
-        is read when first used (`vectors`): an ingest that finds nothing changed never reads it.
+        """Move to the committed generation if it changed since the last look; True when it did. Its FAISS index is
+        read when first used (`vectors`): an ingest that finds nothing changed never reads it.
 
-        Generations only grow, so a thread whose read snapshot began before another thread moved on never moves
-        the collection back (which would make the next reader load the newer FAISS file again)."""
+        A store's generations only grow, so an older one is what a read snapshot that began before another thread
+        moved on still sees: it does not move the collection back (the next reader would load the newer FAISS file
+        again). It does when the store itself was replaced (another index, told apart by its creation time)."""
         gen = self.store.generation
-        if gen <= self.generation:
+        if gen == self.generation:
             return False
         with self._lock:
-            if gen <= self.generation:
+            if gen == self.generation:
                 return False
             raw = self.store.get_meta("manifest")
-            self._state = (gen, Manifest(**json.loads(raw)) if raw else None)
+            manifest = Manifest(**json.loads(raw)) if raw else None
+            current = self.manifest
+            if gen < self.generation and manifest is not None and current is not None \
+                    and manifest.created == current.created:
+                return False
+            self._state = (gen, manifest)
         return True
 
     @property
@@ -260,9 +266,15 @@ class Collection:
         from ingest.embedded import EmbeddedView
 
         store = self.store
-        with store.snapshot():
-            self.refresh()
-            yield EmbeddedView(store, *self._current())
+        for attempt in range(3):
+            with store.snapshot():
+                self.refresh()
+                vectors, manifest, gen = self._current()
+                if store.generation == gen or attempt == 2:
+                    yield EmbeddedView(store, vectors, manifest, gen)
+                    return
+            # The snapshot began before another thread moved the collection to a newer generation (whose FAISS
+            # index is the one in memory): begin it again, so that its rows and its vectors are of one generation.
 
     def size_bytes(self) -> int:
         return self.size_on_disk()

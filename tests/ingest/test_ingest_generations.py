@@ -13,13 +13,19 @@ from ingest.index import FaissIndex
 from ingest.pipeline import ingest_paths
 
 
+def _index(root: Path, embedder, files: dict[str, str]) -> tuple[Path, Path]:  # noqa: ANN001 - a test embedder
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    for name, text in files.items():
+        (docs / name).write_text(text)
+    index = root / "index"
+    ingest_paths([docs], index, IngestConfig(), embedder=embedder)  # generation 1
+    return docs, index
+
+
 def test_a_thread_on_an_older_snapshot_never_moves_the_collection_back(tmp_path: Path, hash_embedder,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.txt").write_text("alpha beta gamma")
-    index = tmp_path / "index"
-    ingest_paths([docs], index, IngestConfig(), embedder=hash_embedder)  # generation 1
+    docs, index = _index(tmp_path, hash_embedder, {"a.txt": "alpha beta gamma"})
 
     loaded: list[str] = []
     real_load = FaissIndex.load.__func__
@@ -60,4 +66,68 @@ def test_a_thread_on_an_older_snapshot_never_moves_the_collection_back(tmp_path:
         assert loaded == ["vectors-00000001.faiss", "vectors-00000002.faiss"]
     finally:
         go_on.set()
+        reader.close()
+
+
+def test_a_snapshot_begun_before_the_collection_moved_on_is_begun_again(tmp_path: Path, hash_embedder,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its rows and its FAISS index must be of one generation: not the old store's rows with the new vectors."""
+    docs, index = _index(tmp_path, hash_embedder, {"a.txt": "alpha beta gamma"})
+    reader = Collection(index)
+    real_refresh = Collection.refresh
+    paused, go_on = threading.Event(), threading.Event()
+
+    def refresh_then_pause(self: Collection) -> bool:
+        moved = real_refresh(self)
+        if threading.current_thread().name == "old" and not paused.is_set():
+            paused.set()  # its read snapshot has begun, at generation 1
+            assert go_on.wait(30)
+        return moved
+
+    monkeypatch.setattr(Collection, "refresh", refresh_then_pause)
+    seen: dict[str, object] = {}
+
+    def old_reader() -> None:
+        with reader.snapshot() as view:
+            seen.update(generation=view.generation, rows=view.store.generation,
+                        sources=sorted(d.source for d in view.documents()))
+
+    thread = threading.Thread(target=old_reader, name="old")
+    try:
+        thread.start()
+        assert paused.wait(30)
+        (docs / "b.txt").write_text("delta epsilon")
+        ingest_paths([docs], index, IngestConfig(), embedder=hash_embedder)  # generation 2
+        assert reader.refresh() and reader.generation == 2  # another thread moves the collection on
+        go_on.set()
+        thread.join(30)
+        assert seen == {"generation": 2, "rows": 2, "sources": ["a.txt", "b.txt"]}
+    finally:
+        go_on.set()
+        reader.close()
+
+
+def test_a_replaced_index_directory_is_followed_even_to_a_lower_generation(tmp_path: Path, hash_embedder) -> None:
+    docs, index = _index(tmp_path, hash_embedder, {"a.txt": "alpha beta gamma"})
+    (docs / "b.txt").write_text("delta epsilon")
+    ingest_paths([docs], index, IngestConfig(), embedder=hash_embedder)  # generation 2
+    reader = Collection(index)
+    _, other = _index(tmp_path / "other", hash_embedder, {"c.txt": "zeta eta theta"})  # another index, generation 1
+    try:
+        assert reader.generation == 2
+        index.rename(tmp_path / "old-index")
+        other.rename(index)
+        seen: dict[str, object] = {}
+
+        def new_thread() -> None:  # connects after the swap, so it sees the new store
+            seen["moved"] = reader.refresh()
+            with reader.snapshot() as view:
+                seen.update(generation=view.generation, sources=sorted(d.source for d in view.documents()),
+                            vectors=view.vectors.ntotal if view.vectors is not None else None)
+
+        thread = threading.Thread(target=new_thread)
+        thread.start()
+        thread.join(30)
+        assert seen == {"moved": True, "generation": 1, "sources": ["c.txt"], "vectors": 1}
+    finally:
         reader.close()
