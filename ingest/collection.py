@@ -182,7 +182,10 @@ class Collection:
         A store's generations only grow, so an older one is what a read snapshot that began before another thread
         moved on still sees: it does not move the collection back (the next reader would load the newer FAISS file
         again). It does when the store itself was replaced (another index, told apart by its creation time)."""
-        gen = self.store.generation
+        return self._follow(self.store.generation)
+
+    def _follow(self, gen: int) -> bool:
+        """`refresh` to `gen`, the generation this thread's store sees."""
         if gen == self.generation:
             return False
         with self._lock:
@@ -268,9 +271,10 @@ class Collection:
         store = self.store
         for attempt in range(3):
             with store.snapshot():
-                self.refresh()
+                seen = store.generation  # the snapshot's own generation (its first read begins it)
+                self._follow(seen)
                 vectors, manifest, gen = self._current()
-                if store.generation == gen or attempt == 2:
+                if seen == gen or attempt == 2:
                     yield EmbeddedView(store, vectors, manifest, gen)
                     return
             # The snapshot began before another thread moved the collection to a newer generation (whose FAISS

@@ -74,17 +74,17 @@ def test_a_snapshot_begun_before_the_collection_moved_on_is_begun_again(tmp_path
     """Its rows and its FAISS index must be of one generation: not the old store's rows with the new vectors."""
     docs, index = _index(tmp_path, hash_embedder, {"a.txt": "alpha beta gamma"})
     reader = Collection(index)
-    real_refresh = Collection.refresh
+    real_follow = Collection._follow
     paused, go_on = threading.Event(), threading.Event()
 
-    def refresh_then_pause(self: Collection) -> bool:
-        moved = real_refresh(self)
+    def follow_then_pause(self: Collection, gen: int) -> bool:
+        moved = real_follow(self, gen)
         if threading.current_thread().name == "old" and not paused.is_set():
             paused.set()  # its read snapshot has begun, at generation 1
             assert go_on.wait(30)
         return moved
 
-    monkeypatch.setattr(Collection, "refresh", refresh_then_pause)
+    monkeypatch.setattr(Collection, "_follow", follow_then_pause)
     seen: dict[str, object] = {}
 
     def old_reader() -> None:
