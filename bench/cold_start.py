@@ -29,7 +29,7 @@ build_synthetic(__import__('pathlib').Path({index!r}), {chunks}, 384, 'bundled:a
 # This checkout records the encoder a default ingest would choose, so `rag retrieve` opens that one.
 ENCODER_CODE = """
 from ingest.config import EmbeddingConfig
-from ingest.collection import encoder_fields
+from ingest.manifest import encoder_fields
 from ingest.embedding import open_embedder
 kw = {'encoder': encoder_fields(open_embedder(EmbeddingConfig()), None)}
 """

@@ -24,14 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repo first: bench/ingest.py must not shadow the ingest package
 
-from ingest.collection import (  # noqa: E402
-    Collection,
-    Manifest,
-    empty_vectors,
-    encoder_fields,  # noqa: E402
-)
+from ingest.collection import Collection, empty_vectors  # noqa: E402
 from ingest.config import IngestConfig  # noqa: E402
 from ingest.embedding import open_embedder  # noqa: E402
+from ingest.manifest import Manifest, encoder_fields  # noqa: E402
 from ingest.records import Chunk, Document, Section, sha256_hex  # noqa: E402
 from rag import retrieve  # noqa: E402
 from rag.config import RetrievalConfig, load_config  # noqa: E402

@@ -152,7 +152,7 @@ def run_postgres(xb: np.ndarray, xq: np.ndarray, exact: np.ndarray, m: int, efs:
     import psycopg
 
     from ingest.backend import PostgresTarget
-    from ingest.collection import Manifest
+    from ingest.manifest import Manifest
     from ingest.pg.writer import PgWriter
 
     server = pgserver.get_server(tmp / "pgdata", cleanup_mode="stop")

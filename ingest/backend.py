@@ -25,8 +25,8 @@ from ingest.config import DEFAULT_EF_SEARCH, ConfigError
 if TYPE_CHECKING:  # numpy and the stores are not imported by `rag.config`, which reads the [index] table here
     import numpy as np
 
-    from ingest.collection import Manifest
     from ingest.config import IngestConfig
+    from ingest.manifest import Manifest
     from ingest.records import Chunk, Document
     from ingest.store import ChunkFilter, StoredDocument
 

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from ingest.collection import LOCK_FILE, Collection, Manifest, empty_vectors, make_private_dir, next_manifest
+from ingest.collection import LOCK_FILE, Collection, empty_vectors, make_private_dir
 from ingest.config import IngestConfig
 from ingest.errors import IndexLockedError
 from ingest.index import FaissIndex
+from ingest.manifest import Manifest, next_manifest
 from ingest.records import Chunk, Document
 from ingest.store import ChunkFilter, Store, StoredDocument
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ingest.backend import PostgresTarget
-from ingest.collection import Collection, Manifest
+from ingest.collection import Collection
 from ingest.errors import IngestError
+from ingest.manifest import Manifest
 from ingest.pg.query import clean_text
 from ingest.pg.schema import hnsw_statements
 from ingest.pg.writer import INDEX_TYPE, PgWriter

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from ingest.backend import PostgresTarget, tenants_setting
-from ingest.collection import Manifest, check_manifest_embedder
 from ingest.config import DEFAULT_EF_SEARCH, EF_SEARCH_MAX, check_ef_search
 from ingest.errors import IndexUnavailableError
+from ingest.manifest import Manifest, check_manifest_embedder
 from ingest.pg.connect import PostgresError, connect, migrate, psycopg_module, reader_role, schema_version
 from ingest.pg.query import TS_CONFIG, filter_sql, match_terms, term_of
 from ingest.pg.schema import TABLES, index_steps

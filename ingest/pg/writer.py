@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from ingest.backend import PostgresTarget
-from ingest.collection import Manifest, _version, check_manifest_compatible, check_manifest_embedder, next_manifest
 from ingest.config import IngestConfig
 from ingest.errors import IndexLockedError, IndexMismatchError
+from ingest.manifest import Manifest, check_manifest_compatible, check_manifest_embedder, next_manifest, package_version
 from ingest.pg.connect import connect, migrate
 from ingest.pg.index import PgReads, read_meta
 from ingest.pg.query import clean_text
@@ -150,7 +150,7 @@ class PgWriter(PgReads):
             m = next_manifest(config, dim, self.manifest, embedder, self.count("documents"), self.count("chunks"),
                               index_type=INDEX_TYPE)
             manifest = Manifest(**{**asdict(m), "generation": generation, "updated": now, "created": m.created or now,
-                                   "rag_version": m.rag_version or _version()})
+                                   "rag_version": m.rag_version or package_version()})
             with self.conn.cursor() as cur:
                 cur.executemany("INSERT INTO meta(key, value) VALUES (%s, %s) "
                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
