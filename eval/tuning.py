@@ -1,6 +1,6 @@
 """Choosing the answer path's thresholds on dev data only, reproducibly.
 
-    python -m eval.tuning checker --labelled corpora/labelled/dev.jsonl --out runs/tuning
+    python -m eval.tuning checker --labelled corpora/labelled/dev.jsonl corpora/labelled/shipped/dev-*.jsonl --out runs/tuning
     python -m eval.tuning answerability --questions corpora/lecture/questions/dev.jsonl=INDEX ... --out runs/tuning
 
 `checker`: the LLM judge's P(yes) (and the local signals) for every sentence of the labelled dev answers, then
@@ -83,31 +83,31 @@ def choose_answerability(rows: Sequence[dict[str, Any]], max_false_refusal: floa
             "max_false_refusal": max_false_refusal}
 
 
-def checker_signals(labelled: Path, out: Path, config: Any) -> list[SentenceSignals]:
+def checker_signals(labelled: Sequence[Path], out: Path, config: Any) -> list[SentenceSignals]:
     from eval.labelled import load_items
     from rag.factory import build_checker, build_embedder, build_llm
-    from rag.prompt import blocks_from_texts, build_prompt
-    from rag.verify.entailment import ask, claim_instruction
 
     cache = out / "checker-signals.jsonl"
     done = {(d["item"], d["sentence"]): SentenceSignals(**d) for d in _read(cache)}
-    items = load_items(labelled)
+    items = [it for path in labelled for it in load_items(path)]
+    seen: set[str] = set()
+    for it in items:
+        if it.id in seen:
+            raise SystemExit(f"item id {it.id!r} occurs in more than one of the labelled files; ids key the cache")
+        seen.add(it.id)
     todo = [it for it in items if any((it.id, i) not in done for i in range(len(it.sentences)))]
-    todo.sort(key=lambda it: (it.question, tuple(it.contexts)))  # shared prompts one after another (KV cache)
     if todo:
         embedder = build_embedder(config)
         llm = build_llm(config, embedder=embedder)
         checker = build_checker(config, embedder, judge=llm)
         with open(cache, "a", encoding="utf-8") as fh:
             for n, it in enumerate(todo, start=1):
-                blocks = blocks_from_texts(list(it.contexts))
-                prompt = build_prompt(it.question, blocks)
                 for i, s in enumerate(it.sentences):
                     if (it.id, i) in done:
                         continue
                     contexts = list(it.contexts_of(s))
                     others = [c for n, c in enumerate(it.contexts, start=1) if n not in s.cited] if s.cited else []
-                    p = ask(checker.judge, prompt, claim_instruction(s.text, s.cited)) if checker.judge else None
+                    p = checker.entailment(s.text, contexts, cited=bool(s.cited))
                     sig = checker.signals(s.text, contexts, it.question, others=others)
                     row = SentenceSignals(it.id, i, s.unsupported, p, len(sig.missing), round(sig.similarity, 4),
                                           round(sig.lexical, 4), bool(sig.negation), sig.miscitation)
@@ -171,19 +171,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m eval.tuning", description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["checker", "answerability"])
-    ap.add_argument("--labelled", type=Path, help="labelled DEV answers (checker)")
+    ap.add_argument("--labelled", type=Path, nargs="*", default=[], help="labelled DEV answers (checker)")
     ap.add_argument("--questions", nargs="*", default=[], help="DEV QUESTIONS.jsonl=INDEX_DIR pairs (answerability)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    names = [str(args.labelled or "")] + list(args.questions)
+    names = [str(p) for p in args.labelled] + list(args.questions)
     if any("test" in Path(n.partition("=")[0]).name for n in names):
         raise SystemExit("tuning reads dev data only; a file named like a test split was given")
     args.out.mkdir(parents=True, exist_ok=True)
     config = load_config(find_config_file())
     if args.what == "checker":
-        if args.labelled is None:
-            raise SystemExit("--labelled DEV.jsonl is required")
+        if not args.labelled:
+            raise SystemExit("--labelled DEV.jsonl [DEV2.jsonl ...] is required")
         result = choose_checker(checker_signals(args.labelled, args.out, config))
     else:
         result = choose_answerability(answerability_rows(args.questions, args.out, config))

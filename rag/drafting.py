@@ -122,10 +122,10 @@ class Drafter:
         if self.checker is not None:
             t = time.perf_counter()
             verdict = self.checker.check_claim(self.question, sentence.text, sentence.blocks,  # type: ignore[attr-defined]
-                                               self.blocks, self.prompt)
+                                               self.blocks)
             if not verdict.supported:  # a true sentence citing the wrong block is shown with the right one
                 recited = self.checker.recite(self.question, sentence.text, sentence.blocks,  # type: ignore[attr-defined]
-                                              self.blocks, self.prompt)
+                                              self.blocks)
                 if recited is not None:
                     verdict = replace(recited, reason=f"{recited.reason} (as cited: {verdict.reason})")
                     sentence = cite.CitedSentence(sentence.text, recited.cited)

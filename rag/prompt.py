@@ -55,7 +55,8 @@ class Prompt:
 
     `documents` is the rendered context that opens the last user message; `follow_up` builds another prompt
     with the same system prompt, history and documents (a yes/no check), so a local model evaluates only
-    what follows them.
+    what follows them. A `side` prompt (a claim checked against its cited block alone) shares only the system
+    prompt with the answer's; a local model evaluates it in a second cache so the answer's stays warm.
     """
 
     messages: tuple[Message, ...]
@@ -64,6 +65,7 @@ class Prompt:
     json_mode: bool = False
     max_tokens: int | None = None
     documents: str = ""
+    side: bool = False  # a check over other documents than the answer's: a local model keeps the answer's cache
 
     def with_max_tokens(self, max_tokens: int) -> Prompt:
         return replace(self, max_tokens=max_tokens)

@@ -1,8 +1,10 @@
 """`local`: a bundled GGUF instruct model run in-process by llama.cpp (llama-cpp-python); nothing to start.
 
-Prompts are rendered with the model's own chat template and handled as tokens, so that three things share
-llama.cpp's KV cache: the answerability question, the answer and the claim checks all start with the same
-system prompt and documents, and each call evaluates only the tokens after the longest prefix already cached.
+Prompts are rendered with the model's own chat template and handled as tokens, so that the answerability
+question and the answer share llama.cpp's KV cache (the same system prompt and documents): each call evaluates
+only the tokens after the longest prefix already cached. Claim checks read a sentence's cited block alone; they
+run in a second context over the same weights (memory-mapped once), so they never evict the answer's cache and
+share the system prompt (and a block cited twice) among themselves.
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ class LocalLLM:
         self._config = config
         self._lock = threading.Lock()
         threads = config.threads or len(os.sched_getaffinity(0))
-        self._llm = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads,
-                          n_threads_batch=threads, seed=config.seed, verbose=False)
+        self._open = lambda: Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads,
+                                   n_threads_batch=threads, seed=config.seed, verbose=False)
+        self._llm = self._open()
+        self._side: Llama | None = None  # a second context (same weights, mapped once) for side prompts
         model = self._llm._model
         eos = self._llm.token_eos()
         self._eos_text = model.token_get_text(eos) if eos != -1 else ""
@@ -64,6 +68,8 @@ class LocalLLM:
         """Free the model now rather than at interpreter exit (llama.cpp's finaliser is noisy then)."""
         with self._lock:
             self._llm.close()
+            if self._side is not None:
+                self._side.close()
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -107,10 +113,13 @@ class LocalLLM:
 
     def p_yes(self, prompt: Prompt) -> float:
         """P("yes") against P("no") as the first word of the model's reply to a yes/no prompt, read from the
-        logits after one forward pass over the tokens not already in the cache."""
+        logits after one forward pass over the tokens not already in the cache. A `side` prompt (a claim over its
+        cited block alone) runs in a second context, so the answer's documents stay cached for the answer."""
         tokens = self.tokens(prompt.with_max_tokens(1))
-        llm = self._llm
         with self._lock:
+            if prompt.side and self._side is None:
+                self._side = self._open()
+            llm = self._side if prompt.side and self._side is not None else self._llm
             cached = llm.input_ids[: llm.n_tokens]
             n = 0
             for a, b in zip(cached, tokens, strict=False):

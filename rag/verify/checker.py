@@ -2,8 +2,8 @@
 
 Signals, all local:
   * entailment: the LLM itself (when it can read its token probabilities, rag.llm.base.Judge) is asked whether
-    the cited document states the claim; P(yes) must reach `min_entailment`. It reads the answer's own prompt,
-    so a local model evaluates only the question's tokens;
+    the cited block states the claim; P(yes) must reach `min_entailment`. It reads the cited blocks alone, not
+    among the answer's other blocks (where it hardly tells them apart), in a cache of its own;
   * terms: numbers, names (capitalised words), identifiers (code-like tokens) and quoted strings of the claim
     must occur in the cited passages (all passages when none is cited) or in the question itself;
   * similarity: the bi-encoder similarity of the claim to its best passage sentence (or pair of adjacent
@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from rag.llm.base import Judge
-from rag.prompt import Block, Prompt, blocks_from_texts, build_prompt
+from rag.prompt import Block, Prompt, blocks_from_texts
 from rag.records import ClaimVerdict
 from rag.text import content_words, split_claims, word_support
-from rag.verify.entailment import answerability_instruction, ask, claim_instruction
+from rag.verify.entailment import answerability_instruction, ask, claim_prompt
 from rag.verify.terms import (
     extract_terms,
     lexical_support,
@@ -52,18 +52,17 @@ MIN_SIMILARITY = 0.275
 MIN_LEXICAL = 0.2
 NEGATION_MIN_SIMILARITY = 0.6
 SHORT_CLAIM_WORDS = 6  # claims with fewer content words are compared with their question prepended
-MIN_ENTAILMENT = 0.5  # P(yes) of the LLM judge a claim needs; see the module docstring
+MIN_ENTAILMENT = 0.45  # P(yes) of the LLM judge (over the cited block alone) a claim needs; see the module docstring
 MAX_MISCITATION = 0.1  # with a judge: a claim is miscited when an uncited block holds this much more of its words
-# Re-citation (ClaimChecker.recite) is decided by words, not by the judge: the judge's P(yes) hardly depends on
-# which block a sentence cites (r-data-manual dev: P of one draft against each of its 5 blocks spans 0.38-0.42,
-# 0.69-0.72, 0.36-0.42), so it cannot tell the block that states a sentence from its neighbours. On the 15 dev
-# (sentence, candidate block) pairs of the dev runs, labelled by reading without any verdict
-# (corpora/labelled/tuning/recite-dev.jsonl): the judge's P on the candidate was 0.39-0.69 for the 10 supported
-# and 0.47-0.69 for the 5 unsupported (no bar separates them; 0.6 accepted 1 supported and 3 unsupported), while a
-# candidate holding >= 60 % of the sentence's content words accepted 9 supported and 2 unsupported, and the claim
-# checks that still apply (every name and number in the block, anchoring, miscitation) leave 1 of those 2. The
-# judge keeps a veto for a clear no: below P 0.35 lie none of the 138 supported and 6 of the 45 unsupported
-# labelled dev sentences (corpora/labelled/tuning/checker-signals.jsonl), and every supported candidate above.
+# Re-citation (ClaimChecker.recite) is decided by words, not by the judge. Judged after the answer's whole prompt,
+# the judge's P hardly depended on which block a sentence cites (r-data-manual dev: P of one draft against each of
+# its 5 blocks spans 0.38-0.42, 0.69-0.72, 0.36-0.42). Over the candidate block alone it separates better, but on
+# the 15 dev (sentence, candidate block) pairs of the dev runs, labelled by reading without any verdict
+# (corpora/labelled/tuning/recite-dev.jsonl), no bar does: P 0.40-0.79 for the 10 supported candidates, 0.37-0.65
+# for the 5 unsupported. A candidate holding >= 60 % of the sentence's content words accepted 9 supported and 2
+# unsupported, and the claim checks that still apply (every name and number in the block, anchoring,
+# miscitation) leave 1 of those 2. The judge keeps a veto for a clear no: below P 0.35 lie none of the 202
+# supported and 28 of the 78 unsupported labelled dev sentences (corpora/labelled/tuning/checker-signals.jsonl).
 MIN_RECITED_WORDS = 0.6
 MIN_RECITED_ENTAILMENT = 0.35
 
@@ -120,11 +119,10 @@ class ClaimChecker:
             return None
         return ask(self.judge, prompt, answerability_instruction(prompt.question))
 
-    def check_claim(self, question: str, text: str, cited: tuple[int, ...], blocks: Sequence[Block],
-                    prompt: Prompt | None = None) -> ClaimVerdict:
+    def check_claim(self, question: str, text: str, cited: tuple[int, ...], blocks: Sequence[Block]) -> ClaimVerdict:
         """The verdict on one claim citing `cited` (valid block numbers; none = any block may support it).
 
-        `prompt` is the answer's prompt (the judge's questions follow it); built from the blocks when absent.
+        The judge reads the cited blocks alone (`claim_prompt`), not the answer's prompt.
         """
         by_number = {b.number: b.text for b in blocks}
         cited = tuple(n for n in cited if n in by_number)
@@ -133,10 +131,7 @@ class ClaimChecker:
             return ClaimVerdict(claim=text, supported=True, score=1.0, reason="nothing to check", cited=cited)
         if not "".join(contexts).strip():
             return ClaimVerdict(claim=text, supported=False, score=0.0, reason="no context", cited=cited)
-        entailment = None
-        if self.judge is not None:
-            base = prompt if prompt is not None else build_prompt(question, blocks)
-            entailment = ask(self.judge, base, claim_instruction(text, cited))
+        entailment = self.entailment(text, contexts, cited=bool(cited))
         others = [b.text for b in blocks if b.number not in cited] if cited else []
         s = self.signals(text, contexts, question, entailment=entailment, others=others)
         ok, reasons = self.decide(s)
@@ -144,8 +139,13 @@ class ClaimChecker:
         return ClaimVerdict(claim=text, supported=ok, score=round(float(score), 4), reason="; ".join(reasons),
                             cited=cited)
 
-    def recite(self, question: str, text: str, cited: tuple[int, ...], blocks: Sequence[Block],
-               prompt: Prompt | None = None) -> ClaimVerdict | None:
+    def entailment(self, text: str, contexts: Sequence[str], cited: bool = True) -> float | None:
+        """The judge's P(`contexts`, shown alone, state the claim); None without a (working) judge."""
+        if self.judge is None:
+            return None
+        return ask(self.judge, claim_prompt(text, contexts, cited))
+
+    def recite(self, question: str, text: str, cited: tuple[int, ...], blocks: Sequence[Block]) -> ClaimVerdict | None:
         """The verdict on a sentence that failed against what it cites, checked against the block that holds
         its words instead, when one does (None when none does, or that one does not support it either).
 
@@ -172,18 +172,16 @@ class ClaimChecker:
             return None
         _, number = max(candidates)
         verdict = self.with_settings(min_entailment=self.min_recited_entailment).check_claim(
-            question, text, (number,), blocks, prompt)
+            question, text, (number,), blocks)
         if not verdict.supported:
             return None
         old = ", ".join(f"[{n}]" for n in cited)
         return replace(verdict, reason=f"re-cited from {old} to [{number}]")
 
     def check_sentences(self, question: str, sentences: Sequence[tuple[str, tuple[int, ...]]],
-                        blocks: Sequence[Block], prompt: Prompt | None = None) -> list[ClaimVerdict]:
+                        blocks: Sequence[Block]) -> list[ClaimVerdict]:
         """A verdict per (sentence, cited block numbers), in order; uncited sentences may be supported by any."""
-        if prompt is None and self.judge is not None:
-            prompt = build_prompt(question, blocks)
-        return [self.check_claim(question, text, cited, blocks, prompt) for text, cited in sentences]
+        return [self.check_claim(question, text, cited, blocks) for text, cited in sentences]
 
     def check_answer(self, question: str, answer_text: str, contexts: Sequence[str]) -> list[ClaimVerdict]:
         """Split an answer into claims and check each; [n] markers cite contexts[n-1]."""

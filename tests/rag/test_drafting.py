@@ -188,12 +188,12 @@ def test_is_refusal_needs_the_whole_answer_to_decline() -> None:
 def test_a_true_sentence_citing_the_wrong_block_is_shown_citing_the_right_one() -> None:
     """Small models often cite a neighbouring block: the sentence is re-cited, not dropped (a false refusal)."""
     llm = ScriptedLLM("Bread rises for twelve hours [1].")
-    judge = TableJudge({"Bread rises for twelve hours.\n\nAnswer yes only if document [1]": 0.1})
+    judge = TableJudge({"observatory telescope has": 0.1})  # the judge reads the cited block alone
     text, d = _draft(llm, ClaimChecker(judge=judge))
     assert text == "Bread rises for twelve hours [2]."
     (verdict,) = d.draft.verdicts
     assert verdict.supported and verdict.cited == (2,) and verdict.reason.startswith("re-cited from [1] to [2]")
-    assert len(judge.asked) == 2 and "document [2]" in judge.asked[1]  # one more question, about block 2
+    assert len(judge.asked) == 2 and "Sourdough" in judge.asked[1] and "observatory" not in judge.asked[1]
     assert [s.blocks for s in d.draft.shown] == [(2,)]
     # without a judge the local signals decide the same way
     text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), ClaimChecker())
@@ -218,14 +218,13 @@ def test_a_re_cited_sentence_is_vetoed_only_by_a_clear_no_of_the_judge() -> None
     sentence that cites [2] (min_entailment 0.5), but keeps one re-cited there from [1]; a clear no (P 0.2, under
     min_recited_entailment 0.35) does not; a checker configured with a higher bar refuses it."""
     def judged(p2: float) -> TableJudge:
-        return TableJudge({"Bread rises for twelve hours.\n\nAnswer yes only if document [1]": 0.1,
-                           "Bread rises for twelve hours.\n\nAnswer yes only if document [2]": p2})
+        return TableJudge({"observatory telescope has": 0.1, "Sourdough bread rises": p2})
 
     text, _ = _draft(ScriptedLLM("Bread rises for twelve hours [2]."), ClaimChecker(judge=judged(0.4)))
     assert text == ""
     judge = judged(0.4)
     text, d = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), ClaimChecker(judge=judge))
-    assert text == "Bread rises for twelve hours [2]." and len(judge.asked) == 2 and "document [2]" in judge.asked[1]
+    assert text == "Bread rises for twelve hours [2]." and len(judge.asked) == 2 and "Sourdough" in judge.asked[1]
     judge = judged(0.2)
     text, d = _draft(ScriptedLLM("Bread rises for twelve hours [1]."), ClaimChecker(judge=judge))
     assert text == "" and len(judge.asked) == 2  # asked, and refused

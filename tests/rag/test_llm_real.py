@@ -123,3 +123,33 @@ def test_local_yes_no_probability_reuses_the_cached_prompt_and_resumes_streams()
         assert (full[:cut] + rest).startswith(full[: cut + 4]), (full, rest)
     finally:
         llm.close()
+
+
+def test_a_claim_check_over_its_block_alone_keeps_the_answers_cache() -> None:
+    """A claim is judged over its cited block alone (a side prompt); that runs in a second context, so the
+    answer's documents stay in the first one's KV cache and a paused answer resumes without evaluating them
+    again. The side context is opened on the first side prompt, and the same check gives the same P."""
+    from rag.prompt import blocks_from_texts, build_prompt
+    from rag.verify.entailment import claim_prompt
+
+    llm = LocalLLM(LocalLLMConfig(model="smollm2-135m", max_tokens=8, n_ctx=2048))
+    try:
+        blocks = blocks_from_texts(["The lighthouse of Saint-Malo was painted red in 1921. " * 8,
+                                    "The harbour of Brest was dredged in 1930. " * 8])
+        prompt = build_prompt("When was the lighthouse painted red?", blocks)
+        "".join(d for d in llm.stream(prompt) if isinstance(d, str))
+        answer_tokens = llm.tokens(prompt)
+        assert llm._side is None
+        check = claim_prompt("The lighthouse was painted red in 1921.", [blocks[0].text])
+        assert check.side and "Brest" not in check.messages[-1].content and "document [1]" in check.messages[-1].content
+        p = llm.p_yes(check)
+        assert llm._side is not None and 0.0 < p < 1.0
+        cached = list(llm._llm.input_ids[: llm._llm.n_tokens])
+        assert cached[: len(answer_tokens)] == answer_tokens  # the answer's prompt is still cached
+        assert abs(llm.p_yes(check) - p) < 1e-3
+        # a follow-up of the answer's prompt (answerability) still runs in the answer's context
+        llm.p_yes(prompt.follow_up("Do the documents above answer it? Reply with yes or no."))
+        side_cached = list(llm._side.input_ids[: llm._side.n_tokens])
+        assert side_cached == llm.tokens(check.with_max_tokens(1))
+    finally:
+        llm.close()

@@ -149,8 +149,25 @@ def test_judge_probability_decides_with_the_term_checks() -> None:
     assert "P 0.20" in verdicts[1].reason and "8192" in verdicts[2].reason
     assert verdicts[0].score == 0.9  # the score is the judge's probability
     assert len(judge.questions) == 3 and all("Statement:" in q and "document [1]" not in q for q in judge.questions)
-    # The judge reads the answer's own prompt: the documents come first, then the statement.
+    # The judge reads the documents first, then the statement.
     assert all(q.startswith("Documents:") and PASSAGE[:40] in q for q in judge.questions)
+
+
+def test_the_judge_reads_only_the_block_a_sentence_cites() -> None:
+    """After the answer's whole prompt the judge hardly tells the cited block from its neighbours (dev AUC 0.72
+    against 0.885 over the cited block alone): each sentence is judged over its cited blocks only, renumbered."""
+    from rag.prompt import blocks_from_texts
+
+    other = "Sourdough bread rises for twelve hours at room temperature before baking."
+    blocks = blocks_from_texts([PASSAGE, other, "The harbour was dredged in 1930."])
+    judge = TableJudge({})
+    checker = ClaimChecker(judge=judge)
+    checker.check_sentences(QUESTION, [("Sourdough bread rises for twelve hours [2].", (2,)),
+                                       ("Bread rises for twelve hours.", (2, 3))], blocks)
+    first, second = judge.questions
+    assert other in first and PASSAGE[:40] not in first and "harbour" not in first and "document [1] above" in first
+    assert other in second and "harbour" in second and PASSAGE[:40] not in second
+    assert "documents [1] and [2] above" in second
 
 
 def test_a_sentence_that_another_block_supports_better_is_miscited() -> None:
