@@ -73,10 +73,29 @@ class Collection:
         """This thread's connection to the metadata store."""
         store = getattr(self._local, "store", None)
         if store is None:
+            file_id = self._file_id()
             store = Store(self._store_path, readonly=self._readonly)
-            self._local.store = store
+            self._local.store, self._local.file_id = store, file_id
             with self._lock:
                 self._stores.append(store)
+        return store
+
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._store_path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _current_store(self) -> Store:
+        """This thread's connection, opened again when the store file was replaced since it was opened (an index
+        folder rebuilt or swapped under a running server): an old connection keeps reading the old file. Called
+        where a read begins, never inside one; the old connection is closed with the collection."""
+        store = self.store
+        now = self._file_id()
+        if now is not None and now != getattr(self._local, "file_id", None):
+            self._local.store = None
+            store = self.store
         return store
 
     def close(self) -> None:
@@ -92,7 +111,7 @@ class Collection:
         A store's generations only grow, so an older one is what a read snapshot that began before another thread
         moved on still sees: it does not move the collection back (the next reader would load the newer FAISS file
         again). It does when the store itself was replaced (another index, told apart by its creation time)."""
-        return self._follow(self.store.generation)
+        return self._follow(self._current_store().generation)
 
     def _follow(self, gen: int) -> bool:
         """`refresh` to `gen`, the generation this thread's store sees."""
@@ -178,7 +197,7 @@ class Collection:
         are restricted by the filter each call is given (ChunkFilter.tenants)."""
         from ingest.embedded import EmbeddedView
 
-        store = self.store
+        store = self._current_store()
         for attempt in range(3):
             with store.snapshot():
                 seen = store.generation  # the snapshot's own generation (its first read begins it)

@@ -131,3 +131,26 @@ def test_a_replaced_index_directory_is_followed_even_to_a_lower_generation(tmp_p
         assert seen == {"moved": True, "generation": 1, "sources": ["c.txt"], "vectors": 1}
     finally:
         reader.close()
+
+
+def test_a_thread_connected_before_the_index_was_replaced_reads_the_new_one(tmp_path: Path, hash_embedder) -> None:
+    """A thread's connection opened before the index folder was swapped reads the new store afterwards (it kept
+    reading the old file, and old and new connections moved the collection back and forth)."""
+    docs, index = _index(tmp_path, hash_embedder, {"a.txt": "alpha beta gamma"})
+    (docs / "b.txt").write_text("delta epsilon")
+    ingest_paths([docs], index, IngestConfig(), embedder=hash_embedder)  # generation 2
+    reader = Collection(index)
+    _, other = _index(tmp_path / "other", hash_embedder, {"c.txt": "zeta eta theta"})  # another index, generation 1
+    try:
+        with reader.snapshot() as view:  # this thread's connection, to the first store
+            assert view.generation == 2 and sorted(d.source for d in view.documents()) == ["a.txt", "b.txt"]
+        index.rename(tmp_path / "old-index")  # the old file stays readable: only its path moved
+        other.rename(index)
+        assert reader.refresh()
+        with reader.snapshot() as view:
+            assert view.generation == 1 and sorted(d.source for d in view.documents()) == ["c.txt"]
+            assert view.vectors is not None and view.vectors.ntotal == 1
+        assert not reader.refresh()  # it stays on the new store
+        assert reader.generation == 1
+    finally:
+        reader.close()
