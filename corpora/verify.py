@@ -308,6 +308,45 @@ def check_shipped(folder: Path, errors: list[str]) -> dict[str, int]:
     return counts
 
 
+PAIR_KEYS = {"id", "question", "answerable", "sentence", "cited", "cited_blocks", "label", "kind", "shown"}
+
+
+def check_pairs(folder: Path, errors: list[str]) -> dict[str, int]:
+    """Drafted (sentence, cited blocks) pairs of `rag eval` runs labelled by reading (labelled/pairs/SPLIT-NAME.jsonl):
+    each of a question of that split, asked as the corpus asks it, with its cited blocks' texts and a label."""
+    questions = all_questions()
+    counts: dict[str, int] = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        split = path.name.split("-", 1)[0]
+        if split not in SPLITS:
+            errors.append(f"labelled/pairs/{path.name}: the name must start with a split ({', '.join(SPLITS)})")
+            continue
+        n = 0
+        for where, it in json_items(path, f"labelled/pairs/{path.name}", PAIR_KEYS, errors):
+            n += 1
+            if it is None:
+                continue
+            q = questions.get(it["id"])
+            if q is None or q["split"] != split:
+                errors.append(f"{where}: {it['id']} is not a {split} question of the corpora")
+            elif q["question"] != it["question"] or q["answerable"] != it["answerable"]:
+                errors.append(f"{where}: question or answerable differs from {it['id']}")
+            if it["label"] not in {"supported", "unsupported"}:
+                errors.append(f"{where}: label {it['label']!r}")
+            if not isinstance(it["sentence"], str) or not it["sentence"].strip():
+                errors.append(f"{where}: empty sentence")
+            blocks, cited = it["cited_blocks"], it["cited"]
+            if not isinstance(blocks, list) or not blocks or not all(isinstance(b, str) and b.strip() for b in blocks):
+                errors.append(f"{where}: cited_blocks must be non-empty strings")
+            elif not isinstance(cited, list) or not all(isinstance(c, int) and c >= 1 for c in cited) \
+                    or (cited and len(cited) != len(blocks)):
+                errors.append(f"{where}: cited {cited!r} does not match its {len(blocks)} cited block(s)")
+            if it["kind"] not in {"as drafted", "shown"} or not isinstance(it["shown"], bool):
+                errors.append(f"{where}: kind {it['kind']!r} / shown {it['shown']!r}")
+        counts[path.name] = n
+    return counts
+
+
 def check_labelled(folder: Path, errors: list[str]) -> dict[str, int]:
     """The labelled real answers (labelled/dev.jsonl, labelled/test.jsonl): every item well formed and labelled,
     every question one of the corpora's, the split by passage group (a group in one split only; a dev group
@@ -363,6 +402,8 @@ def main(argv: list[str]) -> int:
         print("labelled: " + ", ".join(f"{s}: {n} answers" for s, n in counts.items()))
         counts = check_shipped(LABELLED / "shipped", errors)
         print("labelled/shipped: " + ", ".join(f"{s}: {n} answers" for s, n in counts.items()))
+        counts = check_pairs(LABELLED / "pairs", errors)
+        print("labelled/pairs: " + ", ".join(f"{s}: {n} pairs" for s, n in counts.items()))
     if errors:
         print(f"\n{len(errors)} failure(s):", file=sys.stderr)
         for e in errors:

@@ -169,3 +169,38 @@ def test_shipped_labels_pass_when_well_formed(tmp_path: Path) -> None:
 def test_shipped_labels_fail_on_each_defect(tmp_path: Path, name: str, change: dict, expected: str) -> None:
     errors = _shipped_errors(tmp_path, name, [_shipped_item(**change)])
     assert any(expected in e for e in errors), errors
+
+
+def _pair(**change: object) -> dict:
+    """A labelled (sentence, cited block) pair of an answer to the first lecture dev question."""
+    q = json.loads((VERIFY_PY.parent / "lecture" / "questions" / "dev.jsonl").read_text().splitlines()[0])
+    item = {"id": q["id"], "question": q["question"], "answerable": q["answerable"], "sentence": "Yes.", "cited": [2],
+            "cited_blocks": ["Block two."], "label": "unsupported", "note": "not in block", "kind": "as drafted",
+            "shown": False}
+    return {**item, **change}
+
+
+def _pair_errors(tmp_path: Path, name: str, items: list[dict]) -> list[str]:
+    (tmp_path / name).write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    errors: list[str] = []
+    verify.check_pairs(tmp_path, errors)
+    return errors
+
+
+def test_labelled_pairs_pass_when_well_formed(tmp_path: Path) -> None:
+    assert _pair_errors(tmp_path, "dev-x.jsonl", [_pair(), _pair(cited=[], cited_blocks=["A.", "B."])]) == []
+
+
+@pytest.mark.parametrize(("name", "change", "expected"), [
+    ("test-x.jsonl", {}, "is not a test question"),
+    ("dev-x.jsonl", {"question": "Something else?"}, "question or answerable differs"),
+    ("dev-x.jsonl", {"label": ""}, "label ''"),
+    ("dev-x.jsonl", {"cited": [1, 2]}, "does not match its 1 cited block"),
+    ("dev-x.jsonl", {"cited_blocks": []}, "cited_blocks must be non-empty"),
+    ("dev-x.jsonl", {"kind": "dropped"}, "kind 'dropped'"),
+    ("dev-x.jsonl", {"sentence": " "}, "empty sentence"),
+    ("later-x.jsonl", {}, "must start with a split"),
+])
+def test_labelled_pairs_fail_on_each_defect(tmp_path: Path, name: str, change: dict, expected: str) -> None:
+    errors = _pair_errors(tmp_path, name, [_pair(**change)])
+    assert any(expected in e for e in errors), errors
