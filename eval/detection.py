@@ -174,7 +174,7 @@ def score_detectors(items: Sequence[LabelledItem], detectors: Mapping[str, Detec
     """The figures of the given detectors (e.g. the checker) and of every baseline, on the same items."""
     every = {**detectors, **{k: baseline_detector(v) for k, v in BASELINES.items() if k not in detectors}}
     # Answers to the same question over the same passages (one per backend) one after another: a local judge then
-    # evaluates their shared prompt once (llama.cpp's KV cache), not once per answer. The figures are sums.
+    # finds a block cited by several of them still cached (llama.cpp's KV cache). The figures are sums.
     ordered = sorted(items, key=lambda i: (i.question, tuple(i.contexts)))
     scores = {}
     for name, det in every.items():

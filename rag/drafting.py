@@ -63,7 +63,7 @@ class Drafter:
     def _sentences(self) -> Iterator[str]:
         d = self.draft
         budget = self.prompt.max_tokens
-        # A local model cannot answer a check while its stream is open (one model, one cache): it is paused
+        # A local model cannot answer a check while its stream is open (one model, one lock): it is paused
         # until the first sentence is shown, and later sentences are checked when the stream has ended.
         pausing = bool(getattr(self.llm, "interruptible", False)) and self.checker is not None
         side_by_side = bool(getattr(self.llm, "concurrent", False)) or self.checker is None
@@ -119,6 +119,12 @@ class Drafter:
                 d.refused_by_model = True
             return
         (sentence,) = cite.attach([cite.CitedSentence(text, cited)], self.blocks)
+        if not sentence.blocks:  # uncited, and no block holds its words: never shown, so not worth a judge's look
+            if self.checker is not None:
+                d.verdicts.append(ClaimVerdict(claim=text, supported=False, score=0.0,
+                                               reason="cites no block and no block holds its words"))
+            log.info("dropped an uncited sentence: %s", text)
+            return
         if self.checker is not None:
             t = time.perf_counter()
             verdict = self.checker.check_claim(self.question, sentence.text, sentence.blocks,  # type: ignore[attr-defined]
@@ -134,8 +140,6 @@ class Drafter:
             if not verdict.supported:
                 log.info("dropped an unsupported sentence (%s): %s", verdict.reason, sentence.text)
                 return
-        if not sentence.blocks:  # uncited and nothing supports it lexically: never shown
-            return
         piece = cite.render([sentence])
         if d.first_shown is None:
             d.first_shown = time.perf_counter()

@@ -3,8 +3,10 @@
 Prompts are rendered with the model's own chat template and handled as tokens, so that the answerability
 question and the answer share llama.cpp's KV cache (the same system prompt and documents): each call evaluates
 only the tokens after the longest prefix already cached. Claim checks read a sentence's cited block alone; they
-run in a second context over the same weights (memory-mapped once), so they never evict the answer's cache and
-share the system prompt (and a block cited twice) among themselves.
+run in a second llama.cpp model and context opened from the same GGUF file (the OS shares its mapped pages; a
+second KV cache and any weights llama.cpp repacks are extra memory), so they never evict the answer's cache and
+share the system prompt (and a block cited twice) among themselves. Should it fail to open, checks fall back to
+the answer's context.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class LocalLLM:
         self._open = lambda: Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads,
                                    n_threads_batch=threads, seed=config.seed, verbose=False)
         self._llm = self._open()
-        self._side: Llama | None = None  # a second context (same weights, mapped once) for side prompts
+        self._side: Llama | None = None  # a second model and context (same GGUF file) for side prompts
+        self._side_failed = False
         model = self._llm._model
         eos = self._llm.token_eos()
         self._eos_text = model.token_get_text(eos) if eos != -1 else ""
@@ -117,8 +120,13 @@ class LocalLLM:
         cited block alone) runs in a second context, so the answer's documents stay cached for the answer."""
         tokens = self.tokens(prompt.with_max_tokens(1))
         with self._lock:
-            if prompt.side and self._side is None:
-                self._side = self._open()
+            if prompt.side and self._side is None and not self._side_failed:
+                try:
+                    self._side = self._open()
+                except Exception as e:  # e.g. out of memory: check in the answer's context (slower, still right)
+                    self._side_failed = True
+                    log.warning("local model %s: cannot open a second context for checks (%s); using the "
+                                "answer's", self.model, e)
             llm = self._side if prompt.side and self._side is not None else self._llm
             cached = llm.input_ids[: llm.n_tokens]
             n = 0

@@ -154,8 +154,9 @@ class ClaimChecker:
         this. A candidate must hold every number, name and identifier of the sentence, at least
         `min_recited_words` of its content words, and more of them than any block it cites (as many suffice when
         the cited blocks together lack one of its names or numbers); only the best candidate is tried. The claim checks then
-        run against it, with the judge's bar lowered to `min_recited_entailment` (a clear no): the judge cannot
-        tell blocks apart (see MIN_RECITED_WORDS); names, numbers, anchoring and miscitation still decide.
+        run against it, with the judge's bar lowered to `min_recited_entailment` (a clear no): no bar of the judge
+        separates right from wrong candidates on dev (see MIN_RECITED_WORDS); names, numbers, anchoring and
+        miscitation still decide.
         """
         by_number = {b.number: b.text for b in blocks}
         cited = tuple(n for n in cited if n in by_number)

@@ -42,9 +42,10 @@ def claim_instruction(claim: str, cited: tuple[int, ...]) -> str:
 def claim_prompt(claim: str, cited_texts: Sequence[str], cited: bool = True) -> Prompt:
     """The judge's question whether `claim` is stated in `cited_texts`, shown alone (numbered from 1), not among the
     answer's other documents. Chosen on the labelled dev answers (corpora/labelled/tuning/README.md, 2026-12-01):
-    over the 97 sentences the current model drafted in the dev runs, AUC of 1 - P(yes) for unsupported vs
-    supported sentences 0.885 with the cited block alone against 0.720 after the answer's whole prompt, where the
-    judge hardly tells the cited block from its neighbours. `cited=False` (an uncited sentence, checked against
+    over their 197 cited sentences, AUC of 1 - P(yes) for unsupported vs supported sentences 0.880 with the cited
+    block alone against 0.750 after the answer's whole prompt, where the judge hardly tells the cited block from
+    its neighbours (over the 96 the current model drafted in dev runs: 0.885 against 0.720). The wording (B) was
+    chosen earlier, after the whole prompt, and not chosen again for this one. `cited=False` (an uncited sentence, checked against
     every block): "one of the documents above"."""
     blocks = blocks_from_texts(list(cited_texts))
     numbers = tuple(b.number for b in blocks) if cited else ()

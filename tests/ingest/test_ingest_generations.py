@@ -152,5 +152,9 @@ def test_a_thread_connected_before_the_index_was_replaced_reads_the_new_one(tmp_
             assert view.vectors is not None and view.vectors.ntotal == 1
         assert not reader.refresh()  # it stays on the new store
         assert reader.generation == 1
+        assert len(reader._stores) == 2  # opened again once, not at every read
+        with reader.snapshot() as view:
+            assert view.generation == 1
+        assert len(reader._stores) == 2
     finally:
         reader.close()

@@ -130,6 +130,13 @@ def test_uncited_sentences_get_the_block_that_supports_them_or_are_dropped() -> 
     llm = ScriptedLLM("The telescope has a 40 centimetre mirror. Penguins live in Antarctica.")
     text, _ = _draft(llm, ClaimChecker())
     assert text == "The telescope has a 40 centimetre mirror [1]."
+    # the judge is asked only about the sentence a block carries: the other is never shown, whatever it says
+    judge = TableJudge({})
+    text, d = _draft(ScriptedLLM("The telescope has a 40 centimetre mirror. Penguins live in Antarctica."),
+                     ClaimChecker(judge=judge))
+    assert text == "The telescope has a 40 centimetre mirror [1]."
+    assert len(judge.asked) == 1 and "Penguins" not in judge.asked[0]
+    assert [v.supported for v in d.draft.verdicts] == [True, False] and "cites no block" in d.draft.verdicts[1].reason
 
 
 def test_a_model_refusal_stops_generation_and_nothing_is_shown() -> None:
@@ -214,9 +221,10 @@ def test_re_citing_needs_a_block_that_holds_the_sentence_and_a_judge_that_agrees
 
 
 def test_a_re_cited_sentence_is_vetoed_only_by_a_clear_no_of_the_judge() -> None:
-    """The judge barely tells blocks apart, so re-citation is decided by words: P 0.4 for block [2] does not keep a
-    sentence that cites [2] (min_entailment 0.5), but keeps one re-cited there from [1]; a clear no (P 0.2, under
-    min_recited_entailment 0.35) does not; a checker configured with a higher bar refuses it."""
+    """No bar of the judge separates right from wrong candidate blocks, so re-citation is decided by words: P 0.4
+    for block [2] does not keep a sentence that cites [2] (min_entailment 0.45), but keeps one re-cited there from
+    [1]; a clear no (P 0.2, under min_recited_entailment 0.35) does not; a checker configured with a higher bar
+    refuses it."""
     def judged(p2: float) -> TableJudge:
         return TableJudge({"observatory telescope has": 0.1, "Sourdough bread rises": p2})
 

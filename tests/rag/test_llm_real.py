@@ -153,3 +153,28 @@ def test_a_claim_check_over_its_block_alone_keeps_the_answers_cache() -> None:
         assert side_cached == llm.tokens(check.with_max_tokens(1))
     finally:
         llm.close()
+
+
+def test_checks_fall_back_to_the_answers_context_when_a_second_one_cannot_open() -> None:
+    """Fault injection: the second context fails to open (e.g. out of memory); checks still get their P, from the
+    answer's context, and the opening is not retried at every check."""
+    from rag.prompt import blocks_from_texts
+    from rag.verify.entailment import claim_prompt
+
+    llm = LocalLLM(LocalLLMConfig(model="smollm2-135m", max_tokens=8, n_ctx=2048))
+    calls = []
+
+    def failing_open() -> None:
+        calls.append(1)
+        raise MemoryError("no room for a second context")
+
+    llm._open = failing_open
+    try:
+        check = claim_prompt("The lighthouse was painted red in 1921.",
+                             [blocks_from_texts(["The lighthouse was painted red in 1921."])[0].text])
+        first, second = llm.p_yes(check), llm.p_yes(check)
+        assert 0.0 < first < 1.0 and abs(first - second) < 1e-3
+        assert llm._side is None and calls == [1]
+        assert list(llm._llm.input_ids[: llm._llm.n_tokens]) == llm.tokens(check.with_max_tokens(1))
+    finally:
+        llm.close()
