@@ -278,6 +278,24 @@ def json_items(path: Path, where: str, keys: set[str], errors: list[str]) -> Ite
         yield place, None if missing else it
 
 
+def split_of(path: Path, folder: str, errors: list[str]) -> str | None:
+    """The split a labelled/FOLDER file is of, from its name (SPLIT-....jsonl); None (reported) when it names none."""
+    split = path.name.split("-", 1)[0]
+    if split not in SPLITS:
+        errors.append(f"labelled/{folder}/{path.name}: the name must start with a split ({', '.join(SPLITS)})")
+        return None
+    return split
+
+
+def check_asked(where: str, it: dict, questions: dict[str, dict], split: str, errors: list[str]) -> None:
+    """The item's question is a question of `split` of the corpora, asked as the corpus asks it."""
+    q = questions.get(it["id"])
+    if q is None or q["split"] != split:
+        errors.append(f"{where}: {it['id']} is not a {split} question of the corpora")
+    elif q["question"] != it["question"] or q["answerable"] != it["answerable"]:
+        errors.append(f"{where}: question or answerable differs from {it['id']}")
+
+
 SHIPPED_KEYS = {"id", "question", "answerable", "contexts", "answer", "sentences", "answer_label"}
 
 
@@ -287,22 +305,17 @@ def check_shipped(folder: Path, errors: list[str]) -> dict[str, int]:
     questions = all_questions()
     counts: dict[str, int] = {}
     for path in sorted(folder.glob("*.jsonl")):
-        split = path.name.split("-", 1)[0]
-        if split not in SPLITS:
-            errors.append(f"labelled/shipped/{path.name}: the name must start with a split ({', '.join(SPLITS)})")
+        split = split_of(path, "shipped", errors)
+        if split is None:
             continue
         seen: set[str] = set()
         for where, it in json_items(path, f"labelled/shipped/{path.name}", SHIPPED_KEYS, errors):
             if it is None:
                 continue
-            q = questions.get(it["id"])
             if it["id"] in seen:
                 errors.append(f"{where}: duplicate id {it['id']}")
             seen.add(it["id"])
-            if q is None or q["split"] != split:
-                errors.append(f"{where}: {it['id']} is not a {split} question of the corpora")
-            elif q["question"] != it["question"] or q["answerable"] != it["answerable"]:
-                errors.append(f"{where}: question or answerable differs from {it['id']}")
+            check_asked(where, it, questions, split, errors)
             check_sentences(where, it, errors)
         counts[path.name] = len(seen)
     return counts
@@ -317,20 +330,15 @@ def check_pairs(folder: Path, errors: list[str]) -> dict[str, int]:
     questions = all_questions()
     counts: dict[str, int] = {}
     for path in sorted(folder.glob("*.jsonl")):
-        split = path.name.split("-", 1)[0]
-        if split not in SPLITS:
-            errors.append(f"labelled/pairs/{path.name}: the name must start with a split ({', '.join(SPLITS)})")
+        split = split_of(path, "pairs", errors)
+        if split is None:
             continue
         n = 0
         for where, it in json_items(path, f"labelled/pairs/{path.name}", PAIR_KEYS, errors):
             n += 1
             if it is None:
                 continue
-            q = questions.get(it["id"])
-            if q is None or q["split"] != split:
-                errors.append(f"{where}: {it['id']} is not a {split} question of the corpora")
-            elif q["question"] != it["question"] or q["answerable"] != it["answerable"]:
-                errors.append(f"{where}: question or answerable differs from {it['id']}")
+            check_asked(where, it, questions, split, errors)
             if it["label"] not in {"supported", "unsupported"}:
                 errors.append(f"{where}: label {it['label']!r}")
             if not isinstance(it["sentence"], str) or not it["sentence"].strip():

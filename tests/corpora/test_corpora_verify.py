@@ -138,9 +138,22 @@ def test_keyword_rules_for_answerable_and_unanswerable(tmp_path: Path) -> None:
                       "toy/test/toy-test-004: unanswerable question must have no keywords/sources"]
 
 
+def _first_lecture_question() -> dict:
+    """The first lecture dev question: a real question of the corpora."""
+    return json.loads((VERIFY_PY.parent / "lecture" / "questions" / "dev.jsonl").read_text().splitlines()[0])
+
+
+def _file_errors(check, tmp_path: Path, name: str, items: list[dict]) -> list[str]:  # noqa: ANN001 - a verify.check_*
+    """What `check` reports for a folder holding one file `name` of `items`."""
+    (tmp_path / name).write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    errors: list[str] = []
+    check(tmp_path, errors)
+    return errors
+
+
 def _shipped_item(**change: object) -> dict:
-    """A labelled shipped answer to the first lecture dev question (a real question of the corpora)."""
-    q = json.loads((VERIFY_PY.parent / "lecture" / "questions" / "dev.jsonl").read_text().splitlines()[0])
+    """A labelled shipped answer to the first lecture dev question."""
+    q = _first_lecture_question()
     item = {"id": q["id"], "question": q["question"], "answerable": q["answerable"], "contexts": ["Block one."],
             "answer": "Yes [1].", "sentences": [{"text": "Yes.", "cited": [1], "label": "supported", "note": ""}],
             "answer_label": "correct"}
@@ -148,10 +161,7 @@ def _shipped_item(**change: object) -> dict:
 
 
 def _shipped_errors(tmp_path: Path, name: str, items: list[dict]) -> list[str]:
-    (tmp_path / name).write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    errors: list[str] = []
-    verify.check_shipped(tmp_path, errors)
-    return errors
+    return _file_errors(verify.check_shipped, tmp_path, name, items)
 
 
 def test_shipped_labels_pass_when_well_formed(tmp_path: Path) -> None:
@@ -173,7 +183,7 @@ def test_shipped_labels_fail_on_each_defect(tmp_path: Path, name: str, change: d
 
 def _pair(**change: object) -> dict:
     """A labelled (sentence, cited block) pair of an answer to the first lecture dev question."""
-    q = json.loads((VERIFY_PY.parent / "lecture" / "questions" / "dev.jsonl").read_text().splitlines()[0])
+    q = _first_lecture_question()
     item = {"id": q["id"], "question": q["question"], "answerable": q["answerable"], "sentence": "Yes.", "cited": [2],
             "cited_blocks": ["Block two."], "label": "unsupported", "note": "not in block", "kind": "as drafted",
             "shown": False}
@@ -181,10 +191,7 @@ def _pair(**change: object) -> dict:
 
 
 def _pair_errors(tmp_path: Path, name: str, items: list[dict]) -> list[str]:
-    (tmp_path / name).write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    errors: list[str] = []
-    verify.check_pairs(tmp_path, errors)
-    return errors
+    return _file_errors(verify.check_pairs, tmp_path, name, items)
 
 
 def test_labelled_pairs_pass_when_well_formed(tmp_path: Path) -> None:

@@ -107,12 +107,19 @@ def test_a_snapshot_begun_before_the_collection_moved_on_is_begun_again(tmp_path
         reader.close()
 
 
-def test_a_replaced_index_directory_is_followed_even_to_a_lower_generation(tmp_path: Path, hash_embedder) -> None:
-    docs, index = _index(tmp_path, hash_embedder, {"a.txt": "alpha beta gamma"})
+def _index_and_replacement(root: Path, embedder) -> tuple[Path, Path, Collection]:  # noqa: ANN001 - a test embedder
+    """An index at generation 2 (a.txt, b.txt), another index at generation 1 (c.txt), and a Collection reading the
+    first."""
+    docs, index = _index(root, embedder, {"a.txt": "alpha beta gamma"})
     (docs / "b.txt").write_text("delta epsilon")
-    ingest_paths([docs], index, IngestConfig(), embedder=hash_embedder)  # generation 2
+    ingest_paths([docs], index, IngestConfig(), embedder=embedder)  # generation 2
     reader = Collection(index)
-    _, other = _index(tmp_path / "other", hash_embedder, {"c.txt": "zeta eta theta"})  # another index, generation 1
+    _, other = _index(root / "other", embedder, {"c.txt": "zeta eta theta"})  # another index, generation 1
+    return index, other, reader
+
+
+def test_a_replaced_index_directory_is_followed_even_to_a_lower_generation(tmp_path: Path, hash_embedder) -> None:
+    index, other, reader = _index_and_replacement(tmp_path, hash_embedder)
     try:
         assert reader.generation == 2
         index.rename(tmp_path / "old-index")
@@ -136,11 +143,7 @@ def test_a_replaced_index_directory_is_followed_even_to_a_lower_generation(tmp_p
 def test_a_thread_connected_before_the_index_was_replaced_reads_the_new_one(tmp_path: Path, hash_embedder) -> None:
     """A thread's connection opened before the index folder was swapped reads the new store afterwards (it kept
     reading the old file, and old and new connections moved the collection back and forth)."""
-    docs, index = _index(tmp_path, hash_embedder, {"a.txt": "alpha beta gamma"})
-    (docs / "b.txt").write_text("delta epsilon")
-    ingest_paths([docs], index, IngestConfig(), embedder=hash_embedder)  # generation 2
-    reader = Collection(index)
-    _, other = _index(tmp_path / "other", hash_embedder, {"c.txt": "zeta eta theta"})  # another index, generation 1
+    index, other, reader = _index_and_replacement(tmp_path, hash_embedder)
     try:
         with reader.snapshot() as view:  # this thread's connection, to the first store
             assert view.generation == 2 and sorted(d.source for d in view.documents()) == ["a.txt", "b.txt"]
