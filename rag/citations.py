@@ -73,7 +73,7 @@ def render(sentences: list[CitedSentence]) -> str:
 
 def quote_for(block: Block, claims: list[str]) -> str:
     """The sentence of a block that best supports the claims citing it (verbatim from the chunk)."""
-    sentences = split_sentences(block.text) or [block.text]
+    sentences = split_sentences(block.verbatim) or [block.verbatim]
     joined = " ".join(claims)
     best = max(sentences, key=lambda s: support(joined, s) + 0.01 * min(len(s), 200) / 200)
     return best

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rag.records import Hit
+from rag.tables import with_column_names
 from rag.text import split_sentences
 
 REFUSAL = "I cannot answer this from the provided documents."
@@ -37,11 +38,17 @@ class Message:
 
 @dataclass(frozen=True)
 class Block:
-    """A numbered context block: the text the model sees for one hit."""
+    """A numbered context block: the text the model sees for one hit (`text`: its table rows name their columns,
+    rag.tables) and the chunk's words it shows, verbatim (`raw`; '' when they are `text`), which quotes come from."""
 
     number: int
     hit: Hit
     text: str
+    raw: str = ""
+
+    @property
+    def verbatim(self) -> str:
+        return self.raw or self.text
 
     @property
     def label(self) -> str:
@@ -77,12 +84,17 @@ class Prompt:
 
 
 def fit_text(text: str, budget: int, count: Callable[[str], int]) -> str:
-    """The longest prefix of whole sentences within `budget` tokens ('' when not even one fits)."""
+    """The longest prefix of whole sentences within `budget` tokens ('' when not even one fits), cut from the text
+    itself so that its line breaks (table rows, lists, code) stay."""
     if count(text) <= budget:
         return text
-    out = ""
-    for sentence in split_sentences(text):
-        candidate = f"{out} {sentence}".strip()
+    out, pos = "", 0
+    for sentence in split_sentences(text):  # verbatim substrings, in order
+        at = text.find(sentence, pos)
+        if at < 0:
+            break
+        pos = at + len(sentence)
+        candidate = text[:pos].strip()
         if count(candidate) > budget:
             break
         out = candidate
@@ -90,7 +102,10 @@ def fit_text(text: str, budget: int, count: Callable[[str], int]) -> str:
 
 
 def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Callable[[str], int]) -> list[Block]:
-    """Blocks in rank order until the token budget is spent; a block is shortened only at sentence ends."""
+    """Blocks in rank order until the token budget is spent; a block is shortened only at sentence ends.
+
+    Table rows are shown with their column names (rag.tables.with_column_names), counted in the budget.
+    """
     blocks: list[Block] = []
     used = 0
     for hit in hits:
@@ -100,10 +115,14 @@ def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Call
         left = budget - used - overhead
         if left <= 16:
             break
-        text = fit_text(hit.chunk.text, left, count)
+        raw = fit_text(hit.chunk.text, left, count)
+        text = with_column_names(raw, opens_document=hit.chunk.start == 0)
+        while text != raw and count(text) > left:  # the column names cost tokens: show fewer sentences
+            raw = fit_text(raw, count(raw) - (count(text) - left) - 1, count)
+            text = with_column_names(raw, opens_document=hit.chunk.start == 0)
         if not text:
             continue
-        blocks.append(Block(len(blocks) + 1, hit, text))
+        blocks.append(Block(len(blocks) + 1, hit, text, raw if raw != text else ""))
         used += count(text) + overhead
     return blocks
 
