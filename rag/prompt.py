@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from rag.records import Hit
 from rag.tables import with_column_names
@@ -91,14 +92,19 @@ def fit_text(text: str, budget: int, count: Callable[[str], int]) -> str:
     out, pos = "", 0
     for sentence in split_sentences(text):  # verbatim substrings, in order
         at = text.find(sentence, pos)
-        if at < 0:
-            break
+        if at < 0:  # not expected (sentences are verbatim): the cut below then ends at the next one found
+            continue
         pos = at + len(sentence)
         candidate = text[:pos].strip()
         if count(candidate) > budget:
             break
         out = candidate
     return out
+
+
+def _shown_tokens(text: str, count: Callable[[str], int], opens_document: bool) -> int:
+    """Tokens of a chunk's text as a block shows it (table rows named)."""
+    return count(with_column_names(text, opens_document))
 
 
 def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Callable[[str], int]) -> list[Block]:
@@ -115,13 +121,11 @@ def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Call
         left = budget - used - overhead
         if left <= 16:
             break
-        raw = fit_text(hit.chunk.text, left, count)
-        text = with_column_names(raw, opens_document=hit.chunk.start == 0)
-        while text != raw and count(text) > left:  # the column names cost tokens: show fewer sentences
-            raw = fit_text(raw, count(raw) - (count(text) - left) - 1, count)
-            text = with_column_names(raw, opens_document=hit.chunk.start == 0)
-        if not text:
+        opens = hit.chunk.start == 0
+        raw = fit_text(hit.chunk.text, left, partial(_shown_tokens, count=count, opens_document=opens))
+        if not raw:
             continue
+        text = with_column_names(raw, opens)
         blocks.append(Block(len(blocks) + 1, hit, text, raw if raw != text else ""))
         used += count(text) + overhead
     return blocks

@@ -3,12 +3,18 @@
 A table in a document's text is a grid: a header line, then rows of cells (tab-separated in text files and
 slides, `| a | b |` with a `|---|---|` line under the header in Markdown). A small model reading the bare grid
 often takes a value from the wrong row or column ("Stable Diffusion" for the year 2020). In a context block each
-row is written with its column names instead, one row per line: `Year: 2014; Model: GANs; Key Innovation: ...`.
+row is written with its column names instead, one line per row: `Year: 2014; Model: GANs; Key Innovation: ...`.
+Each such line is a sentence of its own (rag.text.split_sentences), so the checks that look near a claim's subject
+(anchoring, the best passage unit) see one row at a time. (Written as list items, "- Year: ...", the rows led the
+model to answer in list items itself, cut into fragments; dev, 2026-12-01.)
 
-Only what shows a header is rewritten: a Markdown table (its separator line marks the header), or a tab-separated
-table whose first line follows other text of the block, or opens the document. A tab-separated table at the top
-of a block that starts inside a document may begin with a data row (the header is in the chunk before), so it is
-left as it is. Cell text is never changed; only column names and separators are added.
+Only tables that show their header are rewritten, and only whole: a Markdown table (its separator line marks the
+header) whose rows all have the header's number of cells; a tab-separated table whose rows all have as many cells
+as its first line, when that line looks like column names (short labels, no number, no sentence or code
+punctuation) and follows other text of the block or opens the document. A tab-separated table at the top of a
+block that starts inside a document may begin with a data row (its header is in the chunk before), so it is left
+as it is, as is anything inside a ``` fence. Cell text is never changed; only column names and separators are
+added, and the header line is dropped (its names are in every row).
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ from __future__ import annotations
 import re
 
 _NUMBER = re.compile(r"^[\d.,%\s+\-–/x×]+$")
-_MD_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_MD_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
+_NOT_A_NAME = re.compile(r"[.;:!?(){}\[\]=<>*/\\`\"]")  # sentence or code punctuation: not a column name
+_FENCE = "```"
+MAX_NAME_WORDS = 4
 
 
 def _tab_cells(line: str) -> list[str] | None:
     if "\t" not in line:
         return None
-    cells = [c.strip() for c in line.strip("\n").split("\t")]
+    cells = [c.strip() for c in line.split("\t")]
     return cells if len(cells) >= 2 else None
 
 
@@ -35,47 +44,58 @@ def _pipe_cells(line: str) -> list[str] | None:
     return cells if len(cells) >= 2 else None
 
 
-def _is_header(cells: list[str]) -> bool:
-    """Column names: none empty, none a bare number or range."""
-    return all(c and not _NUMBER.match(c) for c in cells)
+def _looks_like_names(cells: list[str]) -> bool:
+    """Column names: short labels, none empty, none a bare number or range, none with sentence/code punctuation."""
+    names = [c.rstrip(".…") for c in cells]  # a trailing ellipsis ("Use...") is a slide's label, not a sentence
+    return all(c and not _NUMBER.match(c) and not _NOT_A_NAME.search(c) and len(c.split()) <= MAX_NAME_WORDS
+               for c in names)
 
 
 def _row(header: list[str], cells: list[str]) -> str:
-    pairs = [f"{name}: {cell}" for name, cell in zip(header, cells, strict=False) if cell]
-    pairs += [cell for cell in cells[len(header):] if cell]  # cells beyond the header's columns stay as they are
-    return "; ".join(pairs)
+    return "; ".join(f"{name}: {cell}" if name else cell for name, cell in zip(header, cells, strict=True)
+                            if cell)
+
+
+def _run(lines: list[str], start: int, cells_of: object) -> int:
+    """The end (exclusive) of the run of table lines from `start`."""
+    end = start
+    while end < len(lines) and cells_of(lines[end]) is not None:  # type: ignore[operator]
+        end += 1
+    return end
 
 
 def with_column_names(text: str, opens_document: bool = False) -> str:
     """`text` with every table row that has a known header written as `Column: cell; ...` (see the module)."""
     lines = text.split("\n")
     out: list[str] = []
+    fenced = False
     i = 0
     while i < len(lines):
         line = lines[i]
+        if line.lstrip().startswith(_FENCE):
+            fenced = not fenced
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        header = _pipe_cells(line)
-        if header and _MD_SEPARATOR.match(nxt) and _is_header(header):
-            i += 2
-            while i < len(lines) and (cells := _pipe_cells(lines[i])) is not None:
-                out.append(_row(header, cells))
-                i += 1
+        header = None if fenced else _pipe_cells(line)
+        if header and _MD_SEPARATOR.match(nxt) and any(header):
+            end = _run(lines, i + 2, _pipe_cells)
+            rows = [_pipe_cells(row) or [] for row in lines[i + 2:end]]
+            if rows and all(len(r) == len(header) for r in rows):  # a `|` inside a cell would shift the columns
+                out += [_row(header, r) for r in rows]
+            else:
+                out += lines[i:end]
+            i = end
             continue
-        header = _tab_cells(line)
+        header = None if fenced else _tab_cells(line)
         if header and _tab_cells(nxt):
-            end = i + 1
-            while end < len(lines) and _tab_cells(lines[end]) is not None:
-                end += 1
+            end = _run(lines, i + 1, _tab_cells)
+            rows = [_tab_cells(row) or [] for row in lines[i + 1:end]]
             known = any(s.strip() for s in out) or opens_document  # other text of the block precedes it
-            if known and _is_header(header):
-                out += [_row(header, _tab_cells(row) or []) for row in lines[i + 1:end]]
-            else:  # perhaps rows of a table whose header is in another chunk: as they are
+            if known and _looks_like_names(header) and all(len(r) == len(header) for r in rows):
+                out += [_row(header, r) for r in rows]
+            else:  # perhaps rows of a table whose header is in another chunk, or not a table: as they are
                 out += lines[i:end]
             i = end
             continue
         out.append(line)
         i += 1
     return "\n".join(out)
-
-
-__all__ = ["with_column_names"]

@@ -24,8 +24,9 @@ MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _MARKER_WITH_SPACE = re.compile(r"\s*" + MARKER.pattern)
 _AFTER_MARKER = re.compile(r"(?<=\d\])\s+(?![\[\s])")  # a marker closes a claim: "A [1] B [2]" is two
 _ECHOED_TAG = re.compile(r"</?\s*document\b[^>]*>", re.I)  # small models sometimes echo the prompt's delimiters
-# Lines that stand alone: blank-line paragraphs, list items, table rows.
-_LINE_BREAK = re.compile(r"\n\s*\n|\n(?=[ \t]*(?:[-*•|]|\d))")
+# Lines that stand alone: blank-line paragraphs, list items, table rows (also as a context block names their
+# columns, "Year: 2014; Model: GANs", rag.tables).
+_LINE_BREAK = re.compile(r"\n\s*\n|\n(?=[ \t]*(?:[-*•|]|\d|[^\n:;.]{1,40}: [^\n]*; ))")
 
 
 def content_words(text: str) -> list[str]:
