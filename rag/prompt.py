@@ -49,6 +49,7 @@ class Block:
 
     @property
     def verbatim(self) -> str:
+        """The chunk's words this block shows, as the document has them."""
         return self.raw or self.text
 
     @property

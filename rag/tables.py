@@ -20,6 +20,7 @@ added, and the header line is dropped (its names are in every row).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _NUMBER = re.compile(r"^[\d.,%\s+\-–/x×]+$")
 _MD_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
@@ -52,14 +53,15 @@ def _looks_like_names(cells: list[str]) -> bool:
 
 
 def _row(header: list[str], cells: list[str]) -> str:
-    return "; ".join(f"{name}: {cell}" if name else cell for name, cell in zip(header, cells, strict=True)
-                            if cell)
+    """One row with its column names; an empty cell is left out, a cell under an empty name stands alone."""
+    named = (f"{name}: {cell}" if name else cell for name, cell in zip(header, cells, strict=True) if cell)
+    return "; ".join(named)
 
 
-def _run(lines: list[str], start: int, cells_of: object) -> int:
+def _run(lines: list[str], start: int, cells_of: Callable[[str], list[str] | None]) -> int:
     """The end (exclusive) of the run of table lines from `start`."""
     end = start
-    while end < len(lines) and cells_of(lines[end]) is not None:  # type: ignore[operator]
+    while end < len(lines) and cells_of(lines[end]) is not None:
         end += 1
     return end
 
