@@ -287,6 +287,15 @@ def split_of(path: Path, folder: str, errors: list[str]) -> str | None:
     return split
 
 
+def split_files(folder: Path, name: str, errors: list[str]) -> Iterator[tuple[Path, str]]:
+    """(file, its split) for the labelled/NAME/*.jsonl files, in name order; a file whose name gives no split is
+    reported and skipped."""
+    for path in sorted(folder.glob("*.jsonl")):
+        split = split_of(path, name, errors)
+        if split is not None:
+            yield path, split
+
+
 def check_asked(where: str, it: dict, questions: dict[str, dict], split: str, errors: list[str]) -> None:
     """The item's question is a question of `split` of the corpora, asked as the corpus asks it."""
     q = questions.get(it["id"])
@@ -304,10 +313,7 @@ def check_shipped(folder: Path, errors: list[str]) -> dict[str, int]:
     of that split, asked as the corpus asks it, every sentence and answer labelled."""
     questions = all_questions()
     counts: dict[str, int] = {}
-    for path in sorted(folder.glob("*.jsonl")):
-        split = split_of(path, "shipped", errors)
-        if split is None:
-            continue
+    for path, split in split_files(folder, "shipped", errors):
         seen: set[str] = set()
         for where, it in json_items(path, f"labelled/shipped/{path.name}", SHIPPED_KEYS, errors):
             if it is None:
@@ -329,10 +335,7 @@ def check_pairs(folder: Path, errors: list[str]) -> dict[str, int]:
     each of a question of that split, asked as the corpus asks it, with its cited blocks' texts and a label."""
     questions = all_questions()
     counts: dict[str, int] = {}
-    for path in sorted(folder.glob("*.jsonl")):
-        split = split_of(path, "pairs", errors)
-        if split is None:
-            continue
+    for path, split in split_files(folder, "pairs", errors):
         n = 0
         for where, it in json_items(path, f"labelled/pairs/{path.name}", PAIR_KEYS, errors):
             n += 1

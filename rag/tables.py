@@ -58,12 +58,18 @@ def _row(header: list[str], cells: list[str]) -> str:
     return "; ".join(named)
 
 
-def _run(lines: list[str], start: int, cells_of: Callable[[str], list[str] | None]) -> int:
-    """The end (exclusive) of the run of table lines from `start`."""
-    end = start
+def _table(lines: list[str], start: int, first_row: int, cells_of: Callable[[str], list[str] | None],
+           header: list[str], named: bool) -> tuple[list[str], int]:
+    """The lines a table from `start` (header) shows, and where it ends: its rows with their column names when
+    `named` and every row is as wide as the header (a `|` inside a Markdown cell would shift the columns); else as
+    they are (perhaps rows of a table whose header is in another chunk, or not a table)."""
+    end = first_row
     while end < len(lines) and cells_of(lines[end]) is not None:
         end += 1
-    return end
+    rows = [cells_of(row) or [] for row in lines[first_row:end]]
+    if named and rows and all(len(r) == len(header) for r in rows):
+        return [_row(header, r) for r in rows], end
+    return lines[start:end], end
 
 
 def with_column_names(text: str, opens_document: bool = False) -> str:
@@ -79,24 +85,14 @@ def with_column_names(text: str, opens_document: bool = False) -> str:
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         header = None if fenced else _pipe_cells(line)
         if header and _MD_SEPARATOR.match(nxt) and any(header):
-            end = _run(lines, i + 2, _pipe_cells)
-            rows = [_pipe_cells(row) or [] for row in lines[i + 2:end]]
-            if rows and all(len(r) == len(header) for r in rows):  # a `|` inside a cell would shift the columns
-                out += [_row(header, r) for r in rows]
-            else:
-                out += lines[i:end]
-            i = end
+            shown, i = _table(lines, i, i + 2, _pipe_cells, header, named=True)
+            out += shown
             continue
         header = None if fenced else _tab_cells(line)
         if header and _tab_cells(nxt):
-            end = _run(lines, i + 1, _tab_cells)
-            rows = [_tab_cells(row) or [] for row in lines[i + 1:end]]
             known = any(s.strip() for s in out) or opens_document  # other text of the block precedes it
-            if known and _looks_like_names(header) and all(len(r) == len(header) for r in rows):
-                out += [_row(header, r) for r in rows]
-            else:  # perhaps rows of a table whose header is in another chunk, or not a table: as they are
-                out += lines[i:end]
-            i = end
+            shown, i = _table(lines, i, i + 1, _tab_cells, header, named=known and _looks_like_names(header))
+            out += shown
             continue
         out.append(line)
         i += 1
