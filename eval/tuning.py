@@ -2,12 +2,16 @@
 
     python -m eval.tuning checker --labelled corpora/labelled/dev.jsonl corpora/labelled/shipped/dev-*.jsonl --out runs/tuning
     python -m eval.tuning answerability --questions corpora/lecture/questions/dev.jsonl=INDEX ... --out runs/tuning
+    RAG_ANSWER__MIN_ANSWERABILITY=0 rag eval corpora/lecture/questions/dev.jsonl --index INDEX --out runs/gate-off
+    python -m eval.tuning gate --runs runs/gate-off ... --out runs/tuning
 
 `checker`: the LLM judge's P(yes) (and the local signals) for every sentence of the labelled dev answers, then
 the rule and threshold with the best F1 of unsupported-sentence detection. `answerability`: the judge's
 P(the passages answer the question) for every dev question, then the threshold with the best balance of
 refused unanswerable and falsely refused answerable questions. Signals are cached in the output folder
-(`*-signals.jsonl`), so re-running only re-decides. Never point this at a test split.
+(`*-signals.jsonl`), so re-running only re-decides. `gate`: the same threshold chosen end to end, from dev runs
+answered with the gate off: what each question's answer became (refused by the checks, right, wrong) decides, not
+P alone. Never point this at a test split.
 """
 
 from __future__ import annotations
@@ -81,6 +85,65 @@ def choose_answerability(rows: Sequence[dict[str, Any]], max_false_refusal: floa
     best = max(ok, key=lambda c: (c["unanswerable_refused"], -c["answerable_refused"], -c["threshold"]))
     return {"chosen": best, "curve": curve, "answerable": len(ans), "unanswerable": len(una),
             "max_false_refusal": max_false_refusal}
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """One dev question of a run: its answerability P (None: refused or failed before P was computed) and what
+    the answer path made of it with no threshold above the run's own."""
+    id: str
+    answerable: bool
+    p: float | None
+    refused: bool  # refused anyway: by the model, the claim checks or the evidence floor; or the answer errored
+    correct: bool  # answerable, shown, and holding every answer keyword
+
+
+def gate_rows(runs: Sequence[Path]) -> tuple[list[GateRow], float]:
+    """The questions of `rag eval` run folders, and the highest threshold they were answered with (the curve is
+    known only at and above it)."""
+    rows: list[GateRow] = []
+    floor = 0.0
+    for run in runs:
+        settings = json.loads((run / "run.json").read_text(encoding="utf-8")).get("settings") or {}
+        floor = max(floor, float(settings.get("answer", {}).get("min_answerability", 0.0)))
+        for d in _read(run / "results.jsonl"):
+            if "test" in str(d["id"]).split("-"):
+                raise SystemExit(f"{run}: question {d['id']} looks like a test question; tuning reads dev runs only")
+            p = d.get("answerability") if d.get("answerability_source") == "answerability" else None
+            failed = bool(d.get("error")) or p is None
+            rows.append(GateRow(d["id"], bool(d["answerable"]), p, bool(d["refused"]) or failed,
+                                bool(d["answerable"]) and not d["refused"] and not failed
+                                and bool((d.get("scores") or {}).get("keywords_ok"))))
+    return rows, floor
+
+
+def choose_gate(rows: Sequence[GateRow], floor: float = 0.0, min_unanswerable_refused: float = 0.8,
+                step: float = 0.01) -> dict[str, Any]:
+    """The answerability threshold with the best end-to-end utility on dev runs answered with the gate at `floor`:
+    +1 for a right answer (every keyword), -1 for any other answer shown (a wrong answer, or any answer to an
+    unanswerable question), 0 for a refusal; among thresholds refusing at least `min_unanswerable_refused` of the
+    unanswerable questions (all of them if none does). Ties go to the middle of the tied thresholds (the higher of
+    two middles), as far as the data allow from the answers gained or lost on either side."""
+    una = sum(not r.answerable for r in rows)
+    ans = len(rows) - una
+    curve = []
+    for i in range(int(round(floor / step)), int(round(1 / step)) + 1):
+        t = round(i * step, 4)
+        shown = [r for r in rows if not r.refused and r.p is not None and r.p >= t]
+        right = sum(r.correct for r in shown)
+        una_refused = una - sum(not r.answerable for r in shown)
+        ans_refused = ans - sum(r.answerable for r in shown)
+        curve.append({"threshold": t, "utility": right - (len(shown) - right), "right": right,
+                      "wrong": len(shown) - right,
+                      "unanswerable_refused": round(una_refused / una, 4) if una else None,
+                      "answerable_refused": round(ans_refused / ans, 4) if ans else None})
+    ok = [c for c in curve if c["unanswerable_refused"] is None or c["unanswerable_refused"] >= min_unanswerable_refused]
+    pool = ok or curve[-1:]
+    top = max(c["utility"] for c in pool)
+    tied = [c for c in pool if c["utility"] == top]
+    best = tied[len(tied) // 2]
+    return {"chosen": best, "curve": curve, "answerable": ans, "unanswerable": una, "run_threshold": floor,
+            "min_unanswerable_refused": min_unanswerable_refused}
 
 
 def checker_signals(labelled: Sequence[Path], out: Path, config: Any) -> list[SentenceSignals]:
@@ -170,16 +233,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rag.config import find_config_file, load_config
 
     ap = argparse.ArgumentParser(prog="python -m eval.tuning", description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["checker", "answerability"])
+    ap.add_argument("what", choices=["checker", "answerability", "gate"])
     ap.add_argument("--labelled", type=Path, nargs="*", default=[], help="labelled DEV answers (checker)")
     ap.add_argument("--questions", nargs="*", default=[], help="DEV QUESTIONS.jsonl=INDEX_DIR pairs (answerability)")
+    ap.add_argument("--runs", type=Path, nargs="*", default=[],
+                    help="`rag eval` folders of DEV questions answered with the gate off (gate)")
+    ap.add_argument("--min-unanswerable-refused", type=float, default=0.8,
+                    help="gate: the share of unanswerable dev questions the chosen threshold must refuse")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    names = [str(p) for p in args.labelled] + list(args.questions)
+    names = [str(p) for p in args.labelled] + list(args.questions) + [str(p) for p in args.runs]
     if any("test" in Path(n.partition("=")[0]).name for n in names):
         raise SystemExit("tuning reads dev data only; a file named like a test split was given")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.what == "gate":
+        if not args.runs:
+            raise SystemExit("--runs DEV_RUN [DEV_RUN ...] is required")
+        rows, floor = gate_rows(args.runs)
+        result = choose_gate(rows, floor, args.min_unanswerable_refused)
+        (args.out / "gate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        json.dump(result["chosen"], sys.stdout, indent=2)
+        print()
+        return 0
     config = load_config(find_config_file())
     if args.what == "checker":
         if not args.labelled:

@@ -74,7 +74,7 @@ class AnswerConfig(Settings):
     min_dense_score: float = Field(0.15, ge=-1.0, le=1.0)
     weak_dense_score: float = Field(0.30, ge=-1.0, le=1.0)
     min_keyword_overlap: float = Field(0.5, ge=0.0, le=1.0)
-    min_answerability: float = Field(0.45, ge=0.0, le=1.0)
+    min_answerability: float = Field(0.37, ge=0.0, le=1.0)
     min_entailment: float = Field(0.45, ge=0.0, le=1.0)
     min_recited_entailment: float = Field(0.35, ge=0.0, le=1.0)  # judge bar for a sentence re-cited to another block
     min_recited_words: float = Field(0.6, ge=0.0, le=1.0)  # share of its content words the new block must hold

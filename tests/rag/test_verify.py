@@ -265,3 +265,22 @@ def test_anchoring_counts_identifier_parts_and_leaves_questions_without_a_subjec
     # A number the question itself gives needs no anchor.
     q2 = "What happens in R 4.2.2 to download.file?"
     assert unanchored_number("In R 4.2.2 download.file reads files over FTP.", q2, [MANUAL]) == ""
+
+
+def test_digits_inside_a_name_are_part_of_the_name_not_a_number_to_anchor() -> None:
+    """ "gpt-3.5-turbo" is checked whole, as an identifier; its "3.5" is no quantity that must sit near the
+    question's subject (a correct answer quoting a model name from a code block was dropped for it)."""
+    from rag.verify.terms import unanchored_number
+
+    t = extract_terms("The base model is gpt-3.5-turbo, with utf-8 text, a 1e-5 rate and 3 epochs.")
+    assert t.numbers == ("3",)
+    assert set(t.identifiers) == {"gpt-3.5-turbo", "utf-8", "1e-5"}
+    assert extract_terms("Released 2001-04-31 as SQLite 3.40.1.").numbers == ("04", "2001", "3.40.1", "31")
+    block = ("Fine-tuning with OpenAI\n\nUpload the data, then start the job.\n\nclient = OpenAI()\n# one\n# two\n"
+             "# three\njob = client.fine_tuning.jobs.create(\n    training_file=file.id,\n"
+             '    model="gpt-3.5-turbo"\n)')
+    q = "Which OpenAI base model is fine-tuned in the lecture's fine-tuning code?"
+    right = "The OpenAI base model fine-tuned in the lecture's code is gpt-3.5-turbo."
+    assert unanchored_number(right, q, [block]) == ""
+    # The name itself must still be there: another version is missing, not anchored.
+    assert missing_terms(extract_terms("The base model is gpt-4-turbo."), block) == ["gpt-4-turbo"]
