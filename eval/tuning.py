@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.runs:
             raise SystemExit("--runs DEV_RUN [DEV_RUN ...] is required")
         rows, floor = gate_rows(args.runs)
-        result = choose_gate(rows, floor, args.min_unanswerable_refused)
+        result = {**choose_gate(rows, floor, args.min_unanswerable_refused), "rows": [asdict(r) for r in rows]}
         (args.out / "gate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         json.dump(result["chosen"], sys.stdout, indent=2)
         print()

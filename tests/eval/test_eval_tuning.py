@@ -91,6 +91,8 @@ def test_gate_cli_writes_the_choice(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert chosen["threshold"] == 0.41 and chosen["utility"] == 1  # 0.31..0.50 refuse the unanswerable one only
     saved = json.loads((tmp_path / "o" / "gate.json").read_text())
     assert saved["chosen"] == chosen and saved["run_threshold"] == 0.0
+    assert saved["rows"] == [{"id": "c-dev-001", "answerable": True, "p": 0.5, "refused": False, "correct": True},
+                             {"id": "c-dev-002", "answerable": False, "p": 0.3, "refused": False, "correct": False}]
 
 
 def test_answerability_threshold_keeps_false_refusal_under_its_cap() -> None:
