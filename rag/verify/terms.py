@@ -93,7 +93,8 @@ def extract_terms(claim: str) -> Terms:
     quoted = tuple(dict.fromkeys(next(g for g in m.groups() if g) for m in _QUOTED.finditer(unfenced)))
     names: list[str] = []
     idents: list[str] = []
-    spans: list[tuple[int, int]] = []  # identifiers holding letters: their digits are part of a name, not numbers
+    masked = claim  # the claim with its identifiers blanked: "gpt-3.5-turbo", "utf-8", "1e-5" are checked whole,
+    # as identifiers; the digits inside them are part of a name, no number to find or anchor
     for m in _WORD.finditer(claim):
         tok = m.group(0).rstrip(".'’-")
         if tok.endswith(("'s", "’s")):
@@ -104,20 +105,11 @@ def extract_terms(claim: str) -> Terms:
         sentence_start = not prefix.strip() or bool(re.search(r"[:;•*\-]\s*$|[.!?]\s+$", prefix))
         if _is_identifier(tok):
             idents.append(tok)
-            spans.append(m.span())
+            masked = masked[: m.start()] + " " * (m.end() - m.start()) + masked[m.end():]
         elif tok[0].isupper() and not sentence_start and tok.lower() not in STOPWORDS | _NOT_NAMES:
             names.append(tok)
-    # "gpt-3.5-turbo", "utf-8", "1e-5": checked whole as identifiers; their digits are no quantity to anchor.
-    masked = "".join(" " * (b - a) if any(a >= x and b <= y for x, y in spans) else claim[a:b]
-                     for a, b in _pieces(claim, spans))
     numbers = tuple(sorted(numbers_in(masked)))
     return Terms(numbers, tuple(dict.fromkeys(names)), tuple(dict.fromkeys(idents)), quoted)
-
-
-def _pieces(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """`text` cut at the edges of `spans` (sorted, not overlapping) into consecutive (start, end) pieces."""
-    cuts = sorted({0, len(text), *(x for span in spans for x in span)})
-    return list(zip(cuts, cuts[1:], strict=False))
 
 
 def term_present(term: str, text_lower: str) -> bool:
