@@ -99,6 +99,5 @@ def test_answerability_threshold_keeps_false_refusal_under_its_cap() -> None:
     rows = [{"answerable": True, "p": p} for p in (0.3, 0.6, 0.7, 0.8)] + \
            [{"answerable": False, "p": p} for p in (0.2, 0.35, 0.65)]
     result = choose_answerability(rows, max_false_refusal=0.25)
-    assert result["chosen"]["threshold"] == 0.35 or result["chosen"]["answerable_refused"] <= 0.25
-    assert result["chosen"]["answerable_refused"] <= 0.25
-    assert result["chosen"]["unanswerable_refused"] == round(2 / 3, 4)
+    # 0.40..0.60 refuse 2 of 3 unanswerable and 1 of 4 answerable (the cap); ties go to the lower threshold.
+    assert result["chosen"] == {"threshold": 0.4, "unanswerable_refused": round(2 / 3, 4), "answerable_refused": 0.25}
