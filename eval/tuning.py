@@ -252,17 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("--runs DEV_RUN [DEV_RUN ...] is required")
         rows, floor = gate_rows(args.runs)
         result = {**choose_gate(rows, floor, args.min_unanswerable_refused), "rows": [asdict(r) for r in rows]}
-        (args.out / "gate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        json.dump(result["chosen"], sys.stdout, indent=2)
-        print()
-        return 0
-    config = load_config(find_config_file())
-    if args.what == "checker":
+    elif args.what == "checker":
         if not args.labelled:
             raise SystemExit("--labelled DEV.jsonl [DEV2.jsonl ...] is required")
-        result = choose_checker(checker_signals(args.labelled, args.out, config))
+        result = choose_checker(checker_signals(args.labelled, args.out, load_config(find_config_file())))
     else:
-        result = choose_answerability(answerability_rows(args.questions, args.out, config))
+        result = choose_answerability(answerability_rows(args.questions, args.out, load_config(find_config_file())))
     (args.out / f"{args.what}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     json.dump(result["chosen"], sys.stdout, indent=2)
     print()
