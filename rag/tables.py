@@ -37,10 +37,13 @@ def _tab_cells(line: str) -> list[str] | None:
 
 
 def _pipe_cells(line: str) -> list[str] | None:
+    """Cells of `a | b`, or of `| a | b |` (outer pipes on both ends); `| b` and `a |` have an empty first or
+    last cell (an HTML table row whose first or last cell is empty)."""
     s = line.strip()
     if "|" not in s:
         return None
-    s = s.removeprefix("|").removesuffix("|")
+    if len(s) > 1 and s.startswith("|") and s.endswith("|"):
+        s = s[1:-1]
     cells = [c.strip() for c in s.split("|")]
     return cells if len(cells) >= 2 else None
 

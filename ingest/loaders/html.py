@@ -5,6 +5,11 @@ loader's time (37 Python-docs pages: 1.19 s -> 0.19 s). The output is what bs4 o
 the same decoding (bs4's EncodingDetector, each candidate handed to lxml in turn), no depth limit, whitespace-only
 strings outside <pre>/<textarea> collapsed to one space or line break, no text from comments, doctypes or
 processing instructions, nor from <rt>/<rp> (bs4's string containers).
+
+Tables keep their rows: one line per <tr>, cells joined by " | " (an empty cell keeps its place, so columns stay
+aligned), a cell's own line breaks (source newlines, <br>) read as spaces, and the whitespace between a table's
+tags dropped (a pretty-printed table used to put every cell on a line of its own). A row of header cells (<th>
+only) is followed by a Markdown separator line, so that context blocks can name each row's columns (rag.tables).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ _BOILERPLATE = re.compile(r"(^|[\s_-])(nav|navbar|menu|sidebar|breadcrumbs?|foot
 _BLOCKS = ["p", "div", "li", "tr", "br", "pre", "table", "section", "article", "dd", "dt", "blockquote",
            "ul", "ol", "dl", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "main", "figure", "figcaption", "caption"]
 _HEAD_MARK = "\x1eH"
+_SEPARATOR_MARK = "\x1eS"  # after a header row: becomes "--- | --- | ..." as wide as that row
 _DROP_SET = set(_DROP)
 
 
@@ -37,6 +43,11 @@ def load_html(data: bytes, source: str) -> Parts:
     buf: list[str] = []
     section = ""
     for line in raw.split("\n"):
+        if line == _SEPARATOR_MARK:
+            width = len(buf[-1].split(" | ")) if buf else 0
+            if width >= 2:
+                buf.append(" | ".join(["---"] * width))
+            continue
         if line.startswith(_HEAD_MARK):
             level, _, rest = line[len(_HEAD_MARK):].partition("\x1f")
             parts.append(("\n".join(buf), section, None, None))
@@ -56,13 +67,21 @@ def load_html(data: bytes, source: str) -> Parts:
 
 
 def _squash(line: str) -> str:
+    """A line with its whitespace runs as single spaces; a table row (cells end with a tab) as "a | b | c"."""
+    if "\t" not in line:
+        return " ".join(line.split())
     cells = [" ".join(c.split()) for c in line.split("\t")]
-    return " | ".join(c for c in cells if c)
+    if not cells[-1]:
+        cells.pop()  # after the last cell's tab
+    if not any(cells):
+        return ""
+    return " | ".join(cells)
 
 
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _BLOCK_SET = set(_BLOCKS)
 _CELLS = {"td", "th"}
+_TABLE_PARTS = {"table", "thead", "tbody", "tfoot", "tr"}  # whitespace directly inside these is layout, not text
 _KEEP_MARKED = {"body", "html", "main", "article"}
 _PRE = {"pre", "textarea"}  # whitespace-only strings inside are kept as they are
 _SILENT = {"rt", "rp", "script", "style", "template"}  # strings inside are not text
@@ -91,8 +110,10 @@ class _Reader:
         self.title: list[str] = []
         self.first: dict[str, list[int]] = {}  # main, role (=main), article, body: [start, end] in out
         self._data: list[str] = []
-        self._open: list[tuple[str, str, list[int] | None, bool, bool, bool]] = []  # name, closing, span, ...
+        self._open: list[tuple[str, str, list[int] | None, bool, bool, bool, bool]] = []  # name, closing, span, ...
         self._pre = self._silent = self._skip = False  # ... and, inside it: <pre>, not text, dropped
+        self._cell = False  # inside a <td>/<th>: its line breaks are spaces
+        self._rows: list[list[int]] = []  # open <tr>s: [header cells, data cells]
         self._title_at = -1  # index in _open of the first <title> while open; -2 once closed
 
     def start(self, name: str, attrs: Any) -> None:
@@ -106,13 +127,20 @@ class _Reader:
         closing = ""
         if not skip:
             closing = ("\t" if name in _CELLS else "") + ("\n" if name in _BLOCK_SET else "")
+            if name == "br" and self._cell and not self._pre:
+                closing = " "
+            if name in _CELLS and self._rows:
+                self._rows[-1][name == "td"] += 1
             if name in _HEADINGS:
                 self.out.append(f"\n{_HEAD_MARK}{name[1]}\x1f")
             key = "role" if attrs.get("role") == "main" and name != "main" else name
             if key in ("main", "role", "article", "body") and key not in self.first:
                 span = self.first[key] = [len(self.out), -1]
-        self._open.append((name, closing, span, self._pre, self._silent, self._skip))
+        if name == "tr":
+            self._rows.append([0, 0])
+        self._open.append((name, closing, span, self._pre, self._silent, self._skip, self._cell))
         self._pre = self._pre or name in _PRE
+        self._cell = self._cell or name in _CELLS
         self._silent = self._silent or name in _SILENT
         self._skip = skip
 
@@ -126,11 +154,15 @@ class _Reader:
                 pass
 
     def _pop(self) -> str:
-        name, closing, span, self._pre, self._silent, self._skip = self._open.pop()
+        name, closing, span, self._pre, self._silent, self._skip, self._cell = self._open.pop()
         if span is not None:
             span[1] = len(self.out)
         if closing:
             self.out.append(closing)
+        if name == "tr" and self._rows:
+            header, data = self._rows.pop()
+            if closing and header >= 2 and not data:
+                self.out.append(f"{_SEPARATOR_MARK}\n")
         if self._title_at == len(self._open):
             self._title_at = -2
         return name
@@ -161,7 +193,11 @@ class _Reader:
         text = "".join(self._data)
         self._data.clear()
         if not self._pre and not text.strip(_SPACES):
-            text = "\n" if "\n" in text else " "
+            if self._open and self._open[-1][0] in _TABLE_PARTS:
+                return  # between a table's tags
+            text = "\n" if "\n" in text and not self._cell else " "
+        elif self._cell and not self._pre:
+            text = " ".join(text.split("\n"))
         if self._title_at >= 0:
             self.title.append(text)
         if not self._skip:

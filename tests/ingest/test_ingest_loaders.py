@@ -364,6 +364,54 @@ def test_html_text_details_stay_as_before_the_lxml_rewrite() -> None:
     assert doc.text == "Second\n\nHead\nx y\na b\nkanji\ndeep\nc1 | c2"
 
 
+
+PRETTY_TABLE = b"""<html><body><main><p>Affinity by declared type:</p>
+<table border="1">
+  <tr>
+    <th>Example Typenames From The<br>
+        CREATE TABLE Statement</th>
+    <th>Resulting Affinity
+    </th>
+  </tr>
+  <tr>
+    <td>
+      INT<br>
+      INTEGER<br>
+      TINYINT
+    </td>
+    <td>INTEGER
+    </td>
+  </tr>
+  <tr><td>REAL</td> <td></td></tr>
+</table>
+<table><tr><td>layout</td></tr></table>
+</main></body></html>"""
+
+
+def test_html_table_rows_stay_on_one_line_each_under_a_header_separator() -> None:
+    # A pretty-printed table once put every cell on a line of its own ("INT\nINTEGER\nTINYINT\nINTEGER"), so no
+    # row could be read: whitespace between a table's tags is layout, a cell's line breaks (<br>, source
+    # newlines) are spaces, an empty cell keeps its column, and a header row (<th> only) gets a Markdown
+    # separator so that context blocks name each row's columns.
+    doc = load(Path("t.html"), "t.html", PRETTY_TABLE)
+    assert doc.text == ("Affinity by declared type:\n"
+                        "Example Typenames From The CREATE TABLE Statement | Resulting Affinity\n"
+                        "--- | ---\n"
+                        "INT INTEGER TINYINT | INTEGER\n"
+                        "REAL | \n"
+                        "layout")
+
+
+def test_html_table_rows_get_their_column_names_in_a_context_block() -> None:
+    from rag.tables import with_column_names
+
+    doc = load(Path("t.html"), "t.html", PRETTY_TABLE)
+    named = with_column_names(doc.text.removesuffix("\nlayout"))
+    assert named.split("\n")[1:] == [
+        "Example Typenames From The CREATE TABLE Statement: INT INTEGER TINYINT; Resulting Affinity: INTEGER",
+        "Example Typenames From The CREATE TABLE Statement: REAL"]
+
+
 # --- plain text and encodings ---------------------------------------------------------------------
 
 

@@ -101,3 +101,12 @@ def test_a_cut_block_keeps_its_line_breaks():
     text = "First line.\n- item one\n- item two\n\nLast paragraph is long enough to be cut off here."
     cut = fit_text(text, _count(text) - 3, _count)
     assert cut == "First line.\n- item one\n- item two"
+
+
+def test_pipe_rows_with_an_empty_first_or_last_cell_keep_their_columns():
+    # an HTML table as the loader writes it: a header whose first cell is empty, a row whose last cell is empty;
+    # outer pipes are stripped only in pairs (`| a | b |`), so neither row loses a column
+    table = " | SQLite | Oracle\n--- | --- | ---\nnulls add to null | Yes | \nCASE null is 0 | Yes | Yes"
+    assert with_column_names(table).split("\n") == [
+        "nulls add to null; SQLite: Yes", "CASE null is 0; SQLite: Yes; Oracle: Yes"]
+    assert with_column_names("| a | b |\n|---|---|\n| 1 | 2 |") == "a: 1; b: 2"
