@@ -35,7 +35,8 @@ def content_words(text: str) -> list[str]:
 
 
 def word_support(sentence: str, text: str, empty: float = 0.0) -> float:
-    """Share of a sentence's content words found in a text (5-letter prefixes tolerate inflection).
+    """Share of a sentence's content words found in a text (5-letter prefixes tolerate inflection, a final "s"
+    the plural of a shorter word: "BOM" and "BOMs", "mark" and "marks").
 
     `empty` is returned when the sentence has no content words: callers say what "nothing to check" means.
     """
@@ -44,7 +45,8 @@ def word_support(sentence: str, text: str, empty: float = 0.0) -> float:
         return empty
     found = set(content_words(text))
     stems = {w[:5] for w in found}
-    return sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems)) / len(words)
+    return sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems)
+               or f"{w}s" in found or (w.endswith("s") and w[:-1] in found)) / len(words)
 
 
 @functools.lru_cache(maxsize=1)

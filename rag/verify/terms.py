@@ -45,6 +45,9 @@ _OPPOSITES: dict[str, set[str]] = {}
 for _a, _b in _OPPOSITE_PAIRS:
     _OPPOSITES.setdefault(_a, set()).add(_b)
     _OPPOSITES.setdefault(_b, set()).add(_a)
+# A quoted string that is one name (`unstack()`, `row.names`) is looked for as a name, like an identifier: the
+# passage's "Function unstack goes ..." states `unstack()`.
+_ONE_NAME = re.compile(r"\w+(?:[.:$]\w+)*(?:\(\))?")
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "approx"})
 
 
@@ -154,7 +157,8 @@ def missing_terms(terms: Terms, context: str) -> list[str]:
     ctx_numbers = numbers_in(context, context=True)
     missing += [n for n in terms.numbers if n not in ctx_numbers]
     missing += [w for w in terms.names + terms.identifiers if not term_present(w, low)]
-    missing += [f'"{q}"' for q in terms.quoted if " ".join(q.lower().split()) not in spaced]
+    missing += [f'"{q}"' for q in terms.quoted
+                if not (term_present(q, low) if _ONE_NAME.fullmatch(q) else " ".join(q.lower().split()) in spaced)]
     return missing
 
 

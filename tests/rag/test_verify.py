@@ -284,3 +284,24 @@ def test_digits_inside_a_name_are_part_of_the_name_not_a_number_to_anchor() -> N
     assert unanchored_number(right, q, [block]) == ""
     # The name itself must still be there: another version is missing, not anchored.
     assert missing_terms(extract_terms("The base model is gpt-4-turbo."), block) == ["gpt-4-turbo"]
+
+
+def test_a_quoted_single_name_is_found_as_a_name_a_quoted_phrase_verbatim() -> None:
+    # r-data-manual dev: "... is `unstack()`." over "Function unstack goes in the opposite direction" was dropped
+    # as "not in the cited passages"; a quoted name is looked for as a name (call parentheses, plural), a quoted
+    # phrase still word for word
+    block = "Function unstack goes in the opposite direction, and may be useful for exporting data."
+    assert missing_terms(extract_terms("The function that does the opposite is `unstack()`."), block) == []
+    assert missing_terms(extract_terms("Use `unstack_wide()`."), block) == ["unstack_wide()", '"unstack_wide()"']
+    assert missing_terms(extract_terms('It "goes the opposite way".'), block) == ['"goes the opposite way"']
+
+
+def test_word_support_counts_a_plural_of_a_short_word() -> None:
+    # "BOM stands for Byte Order Mark." over "'BOMs' (Byte Order Marks, ...)": a final "s" is a plural, also
+    # below the 5-letter prefix that tolerates other inflections
+    from rag.text import word_support
+
+    passage = "‘BOMs’ (Byte Order Marks, https://en.wikipedia.org/wiki/Byte_order_mark) cause problems"
+    assert word_support("BOM stands for Byte Order Mark.", passage) == 0.8  # all but "stands"
+    assert word_support("Cats nap.", "a dog naps") == 0.5  # "naps" for "nap"; "cats" is not "dog"
+    assert word_support("Cats nap.", "a cat napped") == 0.5  # "napped" is no plural of a word under 5 letters
