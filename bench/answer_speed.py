@@ -29,11 +29,12 @@ from rag.records import Answer  # noqa: E402
 
 
 def _overrides(spec: str) -> dict[str, object]:
-    keys = {"threads": "llm.local.threads", "context": "answer.context_tokens", "max_tokens": "llm.local.max_tokens"}
+    keys = {"threads": "llm.local.threads", "context": "answer.context_tokens", "max_tokens": "llm.local.max_tokens",
+            "flash_attn": "llm.local.flash_attn"}
     out: dict[str, object] = {}
     for part in filter(None, spec.split(",")):
         name, _, value = part.partition("=")
-        out[keys[name]] = int(value)
+        out[keys[name]] = bool(int(value)) if name == "flash_attn" else int(value)
     return out
 
 

@@ -51,7 +51,8 @@ class LocalLLM:
         self._lock = threading.Lock()
         threads = config.threads or len(os.sched_getaffinity(0))
         self._open = lambda: Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads,
-                                   n_threads_batch=threads, seed=config.seed, verbose=False)
+                                   n_threads_batch=threads, seed=config.seed, flash_attn=config.flash_attn,
+                                   verbose=False)
         self._llm = self._open()
         self._side: Llama | None = None  # a second model and context (same GGUF file) for side prompts
         self._side_failed = False

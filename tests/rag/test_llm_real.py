@@ -178,3 +178,27 @@ def test_checks_fall_back_to_the_answers_context_when_a_second_one_cannot_open()
         assert list(llm._llm.input_ids[: llm._llm.n_tokens]) == llm.tokens(check.with_max_tokens(1))
     finally:
         llm.close()
+
+
+def test_flash_attention_is_a_setting_that_reaches_both_contexts_and_keeps_the_judges_answer() -> None:
+    """llm.local.flash_attn (on by default: the documents are read faster) is passed to llama.cpp for the answer's
+    context and the checks' one; the fused kernel changes the arithmetic a little, not what the judge says."""
+    import llama_cpp
+
+    from rag.prompt import blocks_from_texts
+    from rag.verify.entailment import claim_prompt
+
+    assert LocalLLMConfig().flash_attn is True
+    blocks = blocks_from_texts(["The lighthouse of Saint-Malo was painted red in 1921. " * 6])
+    check = claim_prompt("The lighthouse was painted red in 1921.", [blocks[0].text])
+    p = {}
+    for on in (True, False):
+        llm = LocalLLM(LocalLLMConfig(model="smollm2-135m", max_tokens=8, n_ctx=2048, flash_attn=on))
+        try:
+            p[on] = llm.p_yes(check)
+            want = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if on else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            assert llm._llm.context_params.flash_attn_type == want
+            assert llm._side is not None and llm._side.context_params.flash_attn_type == want
+        finally:
+            llm.close()
+    assert 0.0 < p[True] < 1.0 and abs(p[True] - p[False]) < 0.02, p
