@@ -89,7 +89,7 @@ class LocalLLMConfig(Settings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, ge=1)
     seed: int = 0
-    flash_attn: bool = True  # llama.cpp's fused attention kernel (bench/answer_speed.py)
+    flash_attn: bool = False  # llama.cpp's fused attention: faster, but P(yes) then depends on the KV cache's state
 
 
 class OpenAIConfig(Settings):
