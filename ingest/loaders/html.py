@@ -28,6 +28,7 @@ _BLOCKS = ["p", "div", "li", "tr", "br", "pre", "table", "section", "article", "
            "ul", "ol", "dl", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "main", "figure", "figcaption", "caption"]
 _HEAD_MARK = "\x1eH"
 _SEPARATOR_MARK = "\x1eS"  # after a header row: becomes "--- | --- | ..." as wide as that row
+_CELL_END = "\x1d"  # written after each table cell (a tab in the text is not a cell's end)
 _DROP_SET = set(_DROP)
 
 
@@ -67,15 +68,21 @@ def load_html(data: bytes, source: str) -> Parts:
 
 
 def _squash(line: str) -> str:
-    """A line with its whitespace runs as single spaces; a table row (cells end with a tab) as "a | b | c"."""
-    if "\t" not in line:
-        return " ".join(line.split())
-    cells = [" ".join(c.split()) for c in line.split("\t")]
+    """A table row (each cell ends with _CELL_END) as "a | b | c", an empty cell kept in its place; any other text
+    with its whitespace runs as single spaces (a tab in the text itself also separates, as "a | b")."""
+    if _CELL_END not in line:
+        return _squash_text(line)
+    cells = [_squash_text(c) for c in line.split(_CELL_END)]
     if not cells[-1]:
-        cells.pop()  # after the last cell's tab
+        cells.pop()  # after the last cell's end
     if not any(cells):
         return ""
     return " | ".join(cells)
+
+
+def _squash_text(text: str) -> str:
+    cells = [" ".join(c.split()) for c in text.split("\t")]
+    return " | ".join(c for c in cells if c)
 
 
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
@@ -101,7 +108,7 @@ def _dropped(name: str, attrs: Any) -> bool:
 
 
 class _Reader:
-    """lxml parser target: the document's text, with a line break after each block, a tab after each table cell,
+    """lxml parser target: the document's text, with a line break after each block, a mark after each table cell,
     a marker before each heading, dropped subtrees left out; where the main-content candidates start and end
     (iterative: no depth limit); and the first <title>'s strings."""
 
@@ -126,7 +133,7 @@ class _Reader:
         span = None
         closing = ""
         if not skip:
-            closing = ("\t" if name in _CELLS else "") + ("\n" if name in _BLOCK_SET else "")
+            closing = (_CELL_END if name in _CELLS else "") + ("\n" if name in _BLOCK_SET else "")
             if name == "br" and self._cell and not self._pre:
                 closing = " "
             if name in _CELLS and self._rows:
