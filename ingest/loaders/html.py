@@ -27,7 +27,6 @@ _BOILERPLATE = re.compile(r"(^|[\s_-])(nav|navbar|menu|sidebar|breadcrumbs?|foot
 _BLOCKS = ["p", "div", "li", "tr", "br", "pre", "table", "section", "article", "dd", "dt", "blockquote",
            "ul", "ol", "dl", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "main", "figure", "figcaption", "caption"]
 _HEAD_MARK = "\x1eH"
-_SEPARATOR_MARK = "\x1eS"  # after a header row: becomes "--- | --- | ..." as wide as that row
 _CELL_END = "\x1d"  # written after each table cell (a tab in the text is not a cell's end)
 _DROP_SET = set(_DROP)
 
@@ -44,11 +43,6 @@ def load_html(data: bytes, source: str) -> Parts:
     buf: list[str] = []
     section = ""
     for line in raw.split("\n"):
-        if line == _SEPARATOR_MARK:
-            width = len(buf[-1].split(" | ")) if buf else 0
-            if width >= 2:
-                buf.append(" | ".join(["---"] * width))
-            continue
         if line.startswith(_HEAD_MARK):
             level, _, rest = line[len(_HEAD_MARK):].partition("\x1f")
             parts.append(("\n".join(buf), section, None, None))
@@ -168,8 +162,8 @@ class _Reader:
             self.out.append(closing)
         if name == "tr" and self._rows:
             header, data = self._rows.pop()
-            if closing and header >= 2 and not data:
-                self.out.append(f"{_SEPARATOR_MARK}\n")
+            if closing and header >= 2 and not data:  # a header row: a Markdown separator as wide as it
+                self.out.append(" | ".join(["---"] * header) + "\n")
         if self._title_at == len(self._open):
             self._title_at = -2
         return name
