@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ingest.store import ChunkFilter
 from rag import citations as cite
 from rag.config import AnswerConfig
-from rag.drafting import Drafter
+from rag.drafting import NOT_THE_ANSWER, Drafter
 from rag.llm.base import LLM, complete
 from rag.prompt import REFUSAL, build_prompt, build_rewrite_prompt, select_blocks
 from rag.records import Answer, Evidence, Usage
@@ -144,8 +144,12 @@ class Answerer:
             sum(llm.count_tokens(m.content) for m in prompt.messages), llm.count_tokens(d.model_text))
         verdicts = tuple(d.verdicts)
         if not d.shown:
-            why = ("the model found no answer in the passages" if d.refused_by_model or cite.is_refusal(d.model_text)
-                   else "no sentence of the answer is supported by the passage it cites")
+            if d.refused_by_model or cite.is_refusal(d.model_text):
+                why = "the model found no answer in the passages"
+            elif verdicts and all(v.reason.startswith(NOT_THE_ANSWER) for v in verdicts):
+                why = "no sentence of the answer gives what the question asks for"
+            else:
+                why = "no sentence of the answer is supported by the passage it cites"
             yield REFUSAL
             yield refused(why, usage, contexts, verdicts)
             return

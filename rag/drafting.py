@@ -5,8 +5,10 @@ block is shown citing that block (ClaimChecker.recite): small models often cite 
 
 With a local model that can be paused (`interruptible`), the stream is stopped after the first sentence so that
 it is checked and shown at once (the first words come early), and resumed from the text written so far; the
-rest is checked as it completes. A server that runs requests side by side (`concurrent`) keeps writing while its
-sentences are checked; any other server's answer is read whole, then checked (its checks would interrupt it).
+rest is checked as it completes. Before anything is shown, a sentence must also give what the question asks for
+(a number, a name: rag.verify.asked); one that does not is dropped and the next may lead. A server that runs
+requests side by side (`concurrent`) keeps writing while its sentences are checked; any other server's answer is
+read whole, then checked (its checks would interrupt it).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from rag.llm.base import LLM
 from rag.prompt import Block, Prompt
 from rag.records import ClaimVerdict, Usage
 from rag.text import split_claims
+from rag.verify.asked import not_given
 
 log = logging.getLogger(__name__)
+NOT_THE_ANSWER = "not an answer to the question"  # the reason of a lead dropped by rag.verify.asked
 
 
 @dataclass
@@ -125,6 +129,13 @@ class Drafter:
                                                reason="cites no block and no block holds its words"))
             log.info("dropped an uncited sentence: %s", text)
             return
+        if self.checker is not None and not d.shown:  # the lead must give what the question asks for
+            lacks = not_given(self.question, sentence.text)
+            if lacks:
+                d.verdicts.append(ClaimVerdict(claim=text, supported=False, score=0.0, reason=f"{NOT_THE_ANSWER}: "
+                                               f"{lacks}", cited=sentence.blocks))
+                log.info("dropped a lead that does not answer the question (%s): %s", lacks, sentence.text)
+                return
         if self.checker is not None:
             t = time.perf_counter()
             verdict = self.checker.check_claim(self.question, sentence.text, sentence.blocks,  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 `checker` holds the ClaimChecker (an LLM judge reading its token probabilities where there is one, local
 signals otherwise), `entailment` the questions put to the judge, `terms` the lexical evidence (numbers, names,
-identifiers, negation).
+identifiers, negation), `asked` what a question asks for (a number, a name) and whether an answer's lead gives it.
 """
 
 from rag.verify.checker import MIN_ENTAILMENT, MIN_LEXICAL, MIN_SIMILARITY, NEGATION_MIN_SIMILARITY, ClaimChecker, Signals
