@@ -78,6 +78,7 @@ class AnswerConfig(Settings):
     min_entailment: float = Field(0.45, ge=0.0, le=1.0)
     min_recited_entailment: float = Field(0.35, ge=0.0, le=1.0)  # judge bar for a sentence re-cited to another block
     min_recited_words: float = Field(0.6, ge=0.0, le=1.0)  # share of its content words the new block must hold
+    min_restated_entailment: float = Field(0.6, ge=0.0, le=1.0)  # judge bar when the question's words count too
     max_miscitation: float = Field(0.1, ge=0.0, le=1.0)
     verify: bool = True
 

@@ -50,7 +50,8 @@ def build_checker(config: Config, embedder: Any, judge: Any = None) -> ClaimChec
     return ClaimChecker(embedder=embedder, judge=judge_of(judge), min_entailment=config.answer.min_entailment,
                         max_miscitation=config.answer.max_miscitation,
                         min_recited_entailment=config.answer.min_recited_entailment,
-                        min_recited_words=config.answer.min_recited_words)
+                        min_recited_words=config.answer.min_recited_words,
+                        min_restated_entailment=config.answer.min_restated_entailment)
 
 
 def open_collection(config: Config, readonly: bool = True) -> IndexBackend:

@@ -270,3 +270,52 @@ def test_recite_needs_most_of_the_words_and_may_tie_only_with_a_block_lacking_a_
     assert v is not None and v.supported and v.cited == (2,)
     # the reverse: the cited block holds the year, so a candidate with as many words is no better
     assert ClaimChecker().recite(question, sentence, (2,), blocks) is None
+
+
+def test_a_sentence_restating_its_question_is_re_cited_only_on_a_clear_yes_of_the_judge() -> None:
+    """The question's words count as every block's when the sentence's own words qualify no block; then only a
+    judge's P >= min_restated_entailment (0.6) re-cites it, and never without a judge."""
+    question = "Which two networks compete in a generative adversarial network?"
+    sentence = "The two networks that compete in a generative adversarial network are the generator and critic."
+    blocks = blocks_from_texts(["Two networks compete in a generative adversarial network.",
+                                "The generator and the critic are trained in turn."])
+    # its own words: [2] holds 3 of 8 (under min_recited_words 0.6), [1] 6; with the question's: 8 and 6 of 8. The
+    # miscitation signal counts them the same way ([1] holding 6 against 3 would otherwise veto [2])
+    assert ClaimChecker().recite(question, sentence, (1,), blocks) is None  # no judge: no restated re-citation
+
+    def judged(p: float) -> ClaimChecker:
+        return ClaimChecker(judge=TableJudge({"Two networks compete": 0.1, "critic are trained": p}))
+
+    v = judged(0.7).recite(question, sentence, (1,), blocks)
+    assert v is not None and v.supported and v.cited == (2,) and v.reason.startswith("re-cited from [1] to [2]")
+    assert judged(0.5).recite(question, sentence, (1,), blocks) is None  # a first-rule candidate would pass at 0.5
+    assert judged(0.5).with_settings(min_restated_entailment=0.45).recite(question, sentence, (1,), blocks) is not None
+
+
+def test_the_lead_must_give_what_the_question_asks_for_and_a_later_sentence_may_lead() -> None:
+    """A true sentence next to the question is not shown as its answer (rag.verify.asked); the next one that
+    gives a number leads, and what streams is still the final text."""
+    question = "How large is the telescope mirror?"
+    blocks = blocks_from_texts(PASSAGES)
+    llm = ScriptedLLM("The observatory has a telescope [1]. Its mirror is 40 centimetres [1].", interruptible=True)
+    drafter = Drafter(llm, build_prompt(question, blocks), blocks, question, ClaimChecker(judge=TableJudge({}, llm)),
+                      verify=True)
+    text = "".join(drafter)
+    assert text == "Its mirror is 40 centimetres [1]." == cite.render(drafter.draft.shown)
+    first, second = drafter.draft.verdicts
+    assert not first.supported and first.reason.startswith("not an answer to the question: ")
+    assert second.supported
+    # without verification the model's text is shown as written
+    llm = ScriptedLLM("The observatory has a telescope [1]. Its mirror is 40 centimetres [1].")
+    plain = Drafter(llm, build_prompt(question, blocks), blocks, question, None, verify=False)
+    assert "".join(plain) == "The observatory has a telescope [1]. Its mirror is 40 centimetres [1]."
+
+
+def test_an_answer_that_never_gives_what_is_asked_is_refused_with_that_reason() -> None:
+    llm = ScriptedLLM("The observatory opened to visitors [1].", interruptible=True)
+    checker = ClaimChecker(judge=TableJudge({}, llm))
+    answerer = Answerer(OneHitRetriever(0.6), llm, AnswerConfig(), checker)  # type: ignore[arg-type]
+    *deltas, final = list(answerer.stream("How many visitors did the observatory have in 1998?"))
+    assert isinstance(final, Answer) and final.refused
+    assert final.refusal_reason == "no sentence of the answer gives what the question asks for"
+    assert "".join(deltas) == final.text == REFUSAL  # type: ignore[arg-type]
