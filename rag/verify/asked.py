@@ -14,7 +14,7 @@ block, so the claim checks pass it. Three kinds of question say what their answe
 
 `not_given` says why a sentence does not give what its question asks ('' when it does, or when the question is
 of none of these kinds). The answer path (rag.drafting) shows no sentence before one that gives it. Chosen on the
-dev answers (corpora/labelled/tuning/README.md, "asked-for"), as few words as would catch what they showed.
+dev answers (corpora/labelled/tuning/asked-dev.jsonl and its README), as few words as would catch what they showed.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _NAME = re.compile(
     r"\b(?:which|what) (?:\w+ )?(?:function|command|pragma|environment variable|option|argument|parameter|"
     r"package|keyword|operator|method|file ?name|setting|flag|module|extension|macro|error code|class)s?\b", re.I)
 _COUNTED = re.compile(r"\bhow many ((?:[a-z][\w-]* ){0,3}?[a-z][\w-]*?)(?= (?:are|is|do|does|did|can|could|will|would|"
-                      r"should|must|may|might|has|have|had|per|in|of|for|to|at|on|by|with|from|does)\b|[?,.]|$)",
+                      r"should|must|may|might|has|have|had|per|in|of|for|to|at|on|by|with|from)\b|[?,.]|$)",
                       re.I)
 _KINDS = (r"(?:function|command|pragma|variable|option|argument|parameter|package|keyword|operator|method|setting|"
           r"flag|module|extension|macro|class|library|tool)s?")
