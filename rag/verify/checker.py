@@ -70,7 +70,7 @@ MIN_RECITED_ENTAILMENT = 0.35
 # the question's words count as every block's (the sentence asserts nothing by them) and the judge must then say a
 # clear yes. On the 13 (sentence, candidate block) pairs this adds in the dev runs, read by the author before the
 # judge's P was computed: P 0.62-0.82 for 5 of the 6 supported candidates (0.35 for the sixth), 0.26-0.51 for the 7
-# unsupported ones (4 of them answers to unanswerable questions; corpora/labelled/tuning/README.md, "restated").
+# unsupported ones (4 of them answers to unanswerable questions; corpora/labelled/tuning/restated-dev.jsonl).
 MIN_RESTATED_ENTAILMENT = 0.6
 
 
