@@ -279,8 +279,8 @@ def test_a_sentence_restating_its_question_is_re_cited_only_on_a_clear_yes_of_th
     sentence = "The two networks that compete in a generative adversarial network are the generator and critic."
     blocks = blocks_from_texts(["Two networks compete in a generative adversarial network.",
                                 "The generator and the critic are trained in turn."])
-    # its own words: [2] holds 3 of 8 (under min_recited_words 0.6), [1] 6; with the question's: 8 and 6 of 8. The
-    # miscitation signal counts them the same way ([1] holding 6 against 3 would otherwise veto [2])
+    # its own words: [2] holds 3 of 8 (under min_recited_words 0.6), [1] 7; with the question's: 8 and 7 of 8. The
+    # miscitation signal counts them the same way ([1] holding 7 against 3 would otherwise veto [2])
     assert ClaimChecker().recite(question, sentence, (1,), blocks) is None  # no judge: no restated re-citation
 
     def judged(p: float) -> ClaimChecker:
