@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from rag.text import STOPWORDS, content_words, strip_markers
-from rag.verify.terms import extract_terms, numbers_in, term_present
+from rag.verify.terms import extract_terms, numbers_in, plural_stem, term_present
 
 FRAGMENT_WORDS = 3  # a sentence of at most this many content words is a fragment: its words are its answer
 _QUANTITY = re.compile(
@@ -50,11 +50,6 @@ def asked_for(question: str) -> str:
     return ""
 
 
-def _stem(word: str) -> str:
-    w = word.lower()
-    return w[:-2] if w.endswith("es") and len(w) > 4 else w[:-1] if w.endswith("s") and len(w) > 3 else w
-
-
 def not_given(question: str, sentence: str) -> str:
     """Why `sentence` does not give what `question` asks for ('' when it does or the question fixes no form)."""
     text, _ = strip_markers(sentence)
@@ -71,11 +66,11 @@ def not_given(question: str, sentence: str) -> str:
             return "the question asks for a number and the sentence gives none"
         counted = _COUNTED.search(question)
         if counted:
-            thing = _stem(counted.group(1).split()[-1])
-            q_stems = {_stem(w) for w in re.findall(r"[a-z]+", q_lower)}
-            if thing not in {_stem(w) for w in re.findall(r"[a-z]+", text.lower())}:
+            thing = plural_stem(counted.group(1).split()[-1].lower())
+            q_stems = {plural_stem(w) for w in re.findall(r"[a-z]+", q_lower)}
+            if thing not in {plural_stem(w) for w in re.findall(r"[a-z]+", text.lower())}:
                 for unit in _NUMBER_THEN_WORD.findall(text):
-                    if unit.lower() not in STOPWORDS and _stem(unit) not in q_stems:
+                    if unit.lower() not in STOPWORDS and plural_stem(unit.lower()) not in q_stems:
                         return f"the question counts {counted.group(1)}; the sentence counts {unit}"
         return ""
     new_names = [x for x in (*terms.names, *terms.identifiers, *terms.quoted) if not term_present(x, q_lower)]

@@ -175,11 +175,15 @@ class ClaimChecker:
         cited = tuple(n for n in cited if n in by_number)
         if not cited or not content_words(text):
             return None
+        terms = extract_terms(text)
+        cited_lacks = bool(missing_terms(terms, "\n".join([*(by_number[n] for n in cited), question])))
+        holding = {n: t for n, t in by_number.items()  # the blocks holding every number and name of the sentence
+                   if n not in cited and not missing_terms(terms, f"{t}\n{question}")}
         restated = False
-        number = self._recite_candidate(question, text, cited, by_number, restated=False)
+        number = self._recite_candidate(text, cited, by_number, holding, cited_lacks, given="")
         if number is None and self.judge is not None:  # only a judge's clear yes may re-cite a restated sentence
             restated = True
-            number = self._recite_candidate(question, text, cited, by_number, restated=True)
+            number = self._recite_candidate(text, cited, by_number, holding, cited_lacks, given=f"\n{question}")
         if number is None:
             return None
         bar = self.min_restated_entailment if restated else self.min_recited_entailment
@@ -189,15 +193,14 @@ class ClaimChecker:
         old = ", ".join(f"[{n}]" for n in cited)
         return replace(verdict, reason=f"re-cited from {old} to [{number}]")
 
-    def _recite_candidate(self, question: str, text: str, cited: tuple[int, ...], by_number: dict[int, str],
-                          restated: bool) -> int | None:
-        """The block a failed sentence would be re-cited to (see `recite`), or None."""
-        given = f"\n{question}" if restated else ""
-        terms = extract_terms(text)
+    def _recite_candidate(self, text: str, cited: tuple[int, ...], by_number: dict[int, str],
+                          holding: dict[int, str], cited_lacks: bool, given: str) -> int | None:
+        """Of the `holding` blocks, the one a failed sentence would be re-cited to (see `recite`), or None; `given`
+        (the question, for a restated sentence) counts as every block's words."""
+        if not holding:
+            return None
         cited_best = max(word_support(text, by_number[n] + given) for n in cited)
-        cited_lacks = bool(missing_terms(terms, "\n".join([*(by_number[n] for n in cited), question])))
-        candidates = [(word_support(text, t + given), n) for n, t in by_number.items()
-                      if n not in cited and not missing_terms(terms, f"{t}\n{question}")]
+        candidates = [(word_support(text, t + given), n) for n, t in holding.items()]
         candidates = [c for c in candidates if c[0] >= self.min_recited_words
                       and (c[0] > cited_best or (cited_lacks and c[0] == cited_best))]
         return max(candidates)[1] if candidates else None

@@ -115,10 +115,16 @@ def extract_terms(claim: str) -> Terms:
     return Terms(numbers, tuple(dict.fromkeys(names)), tuple(dict.fromkeys(idents)), quoted)
 
 
+def plural_stem(word: str) -> str:
+    """A word without a plural ending ("indexes" -> "index", "epochs" -> "epoch"; short words keep theirs)."""
+    return word[:-2] if word.endswith("es") and len(word) > 4 else word[:-1] if word.endswith("s") and len(word) > 3 \
+        else word
+
+
 def term_present(term: str, text_lower: str) -> bool:
     """A word or identifier occurs in the (lower-cased) text, allowing plural and possessive endings."""
     t = term.lower().rstrip("()")
-    stem = t[:-2] if t.endswith("es") and len(t) > 4 else t[:-1] if t.endswith("s") and len(t) > 3 else t
+    stem = plural_stem(t)
     pattern = r"(?<![\w])" + re.escape(stem) + r"(?:s|es|'s|’s|\(\))?(?![\w])"
     return re.search(pattern, text_lower) is not None
 

@@ -412,12 +412,12 @@ def test_html_table_rows_get_their_column_names_in_a_context_block() -> None:
         "Example Typenames From The CREATE TABLE Statement: REAL"]
 
 
-
 def test_html_text_indented_with_tabs_is_no_table_row() -> None:
     # A cell's end is its own mark, not a tab: text indented with a tab (in a paragraph or <pre>) stays text, as
     # before tables kept their empty cells (a first version wrote "\n | This document is free ..." here)
     page = b"<p>\n\tThis document is free.</p><pre>\tcode\n\tmore</pre><p>a\tb</p><table><tr><td>x</td><td></td></tr></table>"
     assert load(Path("i.html"), "i.html", page).text == "This document is free.\ncode\nmore\na | b\nx |"
+
 
 # --- plain text and encodings ---------------------------------------------------------------------
 
