@@ -22,7 +22,7 @@ from rag import citations as cite
 from rag.llm.base import LLM
 from rag.prompt import Block, Prompt
 from rag.records import ClaimVerdict, Usage
-from rag.text import split_claims
+from rag.text import about_the_prompt_only, split_claims
 from rag.verify.asked import not_given
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,12 @@ class Drafter:
         if cite.is_refusal(text):
             if not d.shown:  # the model declines: stop here (a refusal after an answer is only dropped)
                 d.refused_by_model = True
+            return
+        if about_the_prompt_only(text):  # "The document number for this answer is [3]."
+            if self.checker is not None:
+                d.verdicts.append(ClaimVerdict(claim=text, supported=False, score=0.0, cited=cited,
+                                               reason="speaks of the documents or the answer, not of what they say"))
+            log.info("dropped a sentence about the prompt itself: %s", text)
             return
         (sentence,) = cite.attach([cite.CitedSentence(text, cited)], self.blocks)
         if not sentence.blocks:  # uncited, and no block holds its words: never shown, so not worth a judge's look

@@ -49,6 +49,40 @@ def word_support(sentence: str, text: str, empty: float = 0.0) -> float:
                or f"{w}s" in found or (w.endswith("s") and w[:-1] in found)) / len(words)
 
 
+# A sentence that attributes its claim to the documents: "The lecture states that X", "According to the manual, X",
+# "As noted in document [2], X". The documents state X, not that they state it, so the claim checks read X.
+_DOC_NOUN = (r"(?:lecture|manual|documentation|docs|documents?|passages?|text|page|section|article|guide|faq|"
+             r"source|context)(?:\s*\[\d{1,3}\])?")
+_REPORTING = (r"(?:states?|says?|notes?|mentions?|explains?|indicates?|specifies|specify|shows?|reports?|writes?|"
+              r"clarifies|confirms?|points out|tells us)")
+_ATTRIBUTION = re.compile(
+    rf"^\s*(?:(?:according to|as (?:stated|noted|mentioned|explained|described) in|per) (?:the |this )?"
+    rf"(?:[\w/.-]+ ){{0,4}}?{_DOC_NOUN}\s*,\s*"
+    rf"|(?:the|this) (?:[\w/.-]+ ){{0,4}}?{_DOC_NOUN} (?:also |clearly |explicitly )?{_REPORTING} that\s+"
+    rf"|(?:document|passage) \[\d{{1,3}}\] (?:also |clearly |explicitly )?{_REPORTING} that\s+)",
+    re.IGNORECASE)
+
+
+def without_attribution(sentence: str) -> str:
+    """The claim a sentence makes without its attribution to the documents ("The manual says that the tool comes
+    from Rtools" -> "The tool comes from Rtools"); the sentence itself when it has none or nothing would be left."""
+    m = _ATTRIBUTION.match(sentence)
+    rest = sentence[m.end():].strip() if m else ""
+    return rest if len(content_words(rest)) >= 2 else sentence
+
+
+_ABOUT_THE_PROMPT = frozenset("""document documents number numbers answer answers question questions passage passages
+    source sources provided information context text above below cited citation citations reference references""".split())
+
+
+def about_the_prompt_only(sentence: str) -> bool:
+    """Whether a sentence speaks only of the documents, the question or the answer ("The document number for this
+    answer is [3].") and so says nothing a document could state; a yes or no is an answer ("The answer is yes.")."""
+    words = content_words(strip_markers(sentence)[0])
+    tokens = {t.lower() for t in _TOKEN.findall(sentence)}
+    return bool(words) and all(w in _ABOUT_THE_PROMPT for w in words) and not tokens & {"yes", "no", "true", "false"}
+
+
 @functools.lru_cache(maxsize=1)
 def _segmenter():  # noqa: ANN202 - pysbd has no type hints
     import pysbd

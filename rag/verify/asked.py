@@ -42,12 +42,12 @@ _NUMBER_THEN_WORD = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*\s+([a-z]+)", re.I)
 
 
 def asked_for(question: str) -> str:
-    """"quantity", "name" or "" (a question whose answer's form its words do not fix)."""
-    if _QUANTITY.search(question):
+    """"quantity", "name" or "" (a question whose answer's form its words do not fix). When its words ask for
+    both, the first does: "Which function tells me how many rows ..." asks for a name."""
+    quantity, name = _QUANTITY.search(question), _NAME.search(question)
+    if quantity and not (name and name.start() < quantity.start()):
         return "quantity"
-    if _NAME.search(question):
-        return "name"
-    return ""
+    return "name" if name else ""
 
 
 def not_given(question: str, sentence: str) -> str:

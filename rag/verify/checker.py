@@ -33,7 +33,7 @@ import numpy as np
 from rag.llm.base import Judge
 from rag.prompt import Block, Prompt, blocks_from_texts
 from rag.records import ClaimVerdict
-from rag.text import content_words, split_claims, word_support
+from rag.text import content_words, split_claims, without_attribution, word_support
 from rag.verify.entailment import answerability_instruction, ask, claim_prompt
 from rag.verify.terms import (
     extract_terms,
@@ -138,13 +138,14 @@ class ClaimChecker:
         by_number = {b.number: b.text for b in blocks}
         cited = tuple(n for n in cited if n in by_number)
         contexts = [by_number[n] for n in cited] or [b.text for b in blocks]
+        claim = without_attribution(text)  # "The manual says that X": the checks read X
         if not content_words(text):
             return ClaimVerdict(claim=text, supported=True, score=1.0, reason="nothing to check", cited=cited)
         if not "".join(contexts).strip():
             return ClaimVerdict(claim=text, supported=False, score=0.0, reason="no context", cited=cited)
-        entailment = self.entailment(text, contexts, cited=bool(cited))
+        entailment = self.entailment(claim, contexts, cited=bool(cited))
         others = [b.text for b in blocks if b.number not in cited] if cited else []
-        s = self.signals(text, contexts, question, entailment=entailment, others=others, restated=restated)
+        s = self.signals(claim, contexts, question, entailment=entailment, others=others, restated=restated)
         ok, reasons = self.decide(s)
         score = s.entailment if s.entailment is not None else s.similarity
         return ClaimVerdict(claim=text, supported=ok, score=round(float(score), 4), reason="; ".join(reasons),
@@ -175,15 +176,16 @@ class ClaimChecker:
         cited = tuple(n for n in cited if n in by_number)
         if not cited or not content_words(text):
             return None
-        terms = extract_terms(text)
+        claim = without_attribution(text)
+        terms = extract_terms(claim)
         cited_lacks = bool(missing_terms(terms, "\n".join([*(by_number[n] for n in cited), question])))
         holding = {n: t for n, t in by_number.items()  # the blocks holding every number and name of the sentence
                    if n not in cited and not missing_terms(terms, f"{t}\n{question}")}
         restated = False
-        number = self._recite_candidate(text, cited, by_number, holding, cited_lacks, given="")
+        number = self._recite_candidate(claim, cited, by_number, holding, cited_lacks, given="")
         if number is None and self.judge is not None:  # only a judge's clear yes may re-cite a restated sentence
             restated = True
-            number = self._recite_candidate(text, cited, by_number, holding, cited_lacks, given=f"\n{question}")
+            number = self._recite_candidate(claim, cited, by_number, holding, cited_lacks, given=f"\n{question}")
         if number is None:
             return None
         bar = self.min_restated_entailment if restated else self.min_recited_entailment

@@ -16,7 +16,8 @@ ANCHOR_WINDOW = 2
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?!\w)%?")
 _WORD = re.compile(r"\w+(?:[.'’-]\w+)*(?:\(\))?")
 _FENCE = re.compile(r"```(?:[A-Za-z][\w+-]{0,11}(?=\s))?([^`]{1,200})```")
-_QUOTED = re.compile(r"\"([^\"]{2,60})\"|“([^”]{2,60})”|`([^`]{1,60})`|(?<!\w)'([^']{2,60})'(?!\w)")
+# A double quote right after another is the end of an empty string (`""`), never the start of a quoted one.
+_QUOTED = re.compile(r"(?<!\")\"([^\"]{2,60})\"|“([^”]{2,60})”|`([^`]{1,60})`|(?<!\w)'([^']{2,60})'(?!\w)")
 _CARDINALS = {
     "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
     "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20", "hundred": "100",

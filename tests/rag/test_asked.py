@@ -17,6 +17,9 @@ from rag.verify.asked import asked_for, not_given
     ("How is a diffusion model trained, according to the lecture?", ""),
     ("How long does the training step of fine-tuning usually take?", ""),  # answered in words: "minutes to hours"
     ("What does the acronym RAG stand for?", ""),
+    # both kinds: the first decides (r-data-manual-dev-048's right answer "dbGetRowCount" was dropped as no number)
+    ("After sending a query with dbSendQuery, which DBI function tells me how many rows are in the result?", "name"),
+    ("How many bytes does the function sqlite3_malloc allocate for the header?", "quantity"),
 ])
 def test_the_kind_of_answer_a_question_asks_for(question: str, kind: str) -> None:
     assert asked_for(question) == kind

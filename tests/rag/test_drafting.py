@@ -319,3 +319,15 @@ def test_an_answer_that_never_gives_what_is_asked_is_refused_with_that_reason() 
     assert isinstance(final, Answer) and final.refused
     assert final.refusal_reason == "no sentence of the answer gives what the question asks for"
     assert "".join(deltas) == final.text == REFUSAL  # type: ignore[arg-type]
+
+
+def test_a_sentence_about_the_documents_or_the_answer_itself_is_never_shown() -> None:
+    """r-data-manual-dev-041's answer ended "The document number for this answer is [3]." and the judge passed it
+    (P 0.61): it says nothing a document could state. A yes or no is an answer, and stays."""
+    llm = ScriptedLLM("The observatory opened in 1998 [1]. The document number for this answer is [1].")
+    text, d = _draft(llm, ClaimChecker(judge=TableJudge({})))
+    assert text == "The observatory opened in 1998 [1]."
+    assert [v.supported for v in d.draft.verdicts] == [True, False]
+    assert "not of what they say" in d.draft.verdicts[1].reason
+    llm = ScriptedLLM("The answer is yes [1].")
+    assert _draft(llm, ClaimChecker(judge=TableJudge({})))[0] == "The answer is yes [1]."

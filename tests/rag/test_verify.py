@@ -305,3 +305,35 @@ def test_word_support_counts_a_plural_of_a_short_word() -> None:
     assert word_support("BOM stands for Byte Order Mark.", passage) == 0.8  # all but "stands"
     assert word_support("Cats nap.", "a dog naps") == 0.5  # "naps" for "nap"; "cats" is not "dog"
     assert word_support("Cats nap.", "a cat napped") == 0.5  # "napped" is no plural of a word under 5 letters
+
+
+def test_without_attribution_leaves_the_claim_a_sentence_attributes_to_the_documents() -> None:
+    from rag.text import without_attribution
+
+    assert without_attribution("The manual says that the file tool comes from Rtools on Windows.") == \
+        "the file tool comes from Rtools on Windows."
+    assert without_attribution("According to the SQLite FAQ, SQLite has ECCN EAR99.") == "SQLite has ECCN EAR99."
+    assert without_attribution("Document [2] states that the limit is 10 pages.") == "the limit is 10 pages."
+    assert without_attribution("The R manual notes that read.table is slow.") == "read.table is slow."  # kept as is
+    # Not an attribution to the documents, or a verb whose object is no claim: unchanged.
+    for sentence in ("According to Smith, the value is 3.", "The lecture recommends a learning rate of 1e-5.",
+                     "The page size states the limit.", "The text says that it works."):
+        assert without_attribution(sentence) == sentence
+
+
+def test_the_checks_read_the_claim_not_its_attribution_to_the_documents() -> None:
+    """A 1.5B judge read "The manual says that X" as a claim about the manual (dev: P 0.31 -> 0.47 without the
+    frame for r-data-manual-dev-028, a right answer that was dropped): the judge is asked about X."""
+    judge = TableJudge({})
+    checker = ClaimChecker(judge=judge, min_entailment=0.5)
+    sentence = "The manual says that the default page size is 4096 bytes."
+    (verdict,) = checker.check_sentences(QUESTION, [(sentence, (1,))], blocks(PASSAGE))
+    assert "Statement: the default page size is 4096 bytes." in judge.questions[0]
+    assert verdict.claim == sentence and verdict.supported
+
+
+def test_an_empty_string_literal_does_not_open_a_quoted_string() -> None:
+    """r-data-manual-dev-042: 'changes to "" when sep = "\\n"' was read as the quoted string ' when sep = ', which no
+    block holds, and a right answer was dropped."""
+    terms = extract_terms('The default for the quoting argument changes to "" when sep = "\\n" is specified.')
+    assert terms.quoted == ("\\n",)
