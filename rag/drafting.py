@@ -6,9 +6,10 @@ block is shown citing that block (ClaimChecker.recite): small models often cite 
 With a local model that can be paused (`interruptible`), the stream is stopped after the first sentence so that
 it is checked and shown at once (the first words come early), and resumed from the text written so far; the
 rest is checked as it completes. Before anything is shown, a sentence must also give what the question asks for
-(a number, a name: rag.verify.asked); one that does not is dropped and the next may lead. A server that runs
-requests side by side (`concurrent`) keeps writing while its sentences are checked; any other server's answer is
-read whole, then checked (its checks would interrupt it).
+(a number, a name: rag.verify.asked); one that does not is dropped and the next may lead. A sentence that speaks
+only of the documents or the answer (rag.text.about_the_prompt_only) is never shown when answers are checked. A
+server that runs requests side by side (`concurrent`) keeps writing while its sentences are checked; any other
+server's answer is read whole, then checked (its checks would interrupt it).
 """
 
 from __future__ import annotations
@@ -122,10 +123,9 @@ class Drafter:
             if not d.shown:  # the model declines: stop here (a refusal after an answer is only dropped)
                 d.refused_by_model = True
             return
-        if about_the_prompt_only(text):  # "The document number for this answer is [3]."
-            if self.checker is not None:
-                d.verdicts.append(ClaimVerdict(claim=text, supported=False, score=0.0, cited=cited,
-                                               reason="speaks of the documents or the answer, not of what they say"))
+        if self.checker is not None and about_the_prompt_only(text):  # "The document number for this answer is [3]."
+            d.verdicts.append(ClaimVerdict(claim=text, supported=False, score=0.0, cited=cited,
+                                           reason="speaks of the documents or the answer, not of what they say"))
             log.info("dropped a sentence about the prompt itself: %s", text)
             return
         (sentence,) = cite.attach([cite.CitedSentence(text, cited)], self.blocks)

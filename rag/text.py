@@ -65,7 +65,8 @@ _ATTRIBUTION = re.compile(
 
 def without_attribution(sentence: str) -> str:
     """The claim a sentence makes without its attribution to the documents ("The manual says that the tool comes
-    from Rtools" -> "The tool comes from Rtools"); the sentence itself when it has none or nothing would be left."""
+    from Rtools" -> "the tool comes from Rtools", its case kept: an identifier may lead); the sentence itself when it
+    has none or fewer than two content words would be left."""
     m = _ATTRIBUTION.match(sentence)
     rest = sentence[m.end():].strip() if m else ""
     return rest if len(content_words(rest)) >= 2 else sentence

@@ -331,3 +331,6 @@ def test_a_sentence_about_the_documents_or_the_answer_itself_is_never_shown() ->
     assert "not of what they say" in d.draft.verdicts[1].reason
     llm = ScriptedLLM("The answer is yes [1].")
     assert _draft(llm, ClaimChecker(judge=TableJudge({})))[0] == "The answer is yes [1]."
+    # unchecked (--no-verify): the model's sentences as written
+    llm = ScriptedLLM("The observatory opened in 1998 [1]. The document number for this answer is [1].")
+    assert _draft(llm, None)[0] == "The observatory opened in 1998 [1]. The document number for this answer is [1]."
