@@ -182,7 +182,10 @@ def evaluate_question(pipeline: RAG, question: Question, checker: ClaimChecker |
     except Exception as e:  # recorded and retried on resume; one failing question must not end the run
         log.warning("%s: answering failed: %s", question.id, e)
         return EvalResult(question=question, retrieved=_retrieved(hits), error=f"{type(e).__name__}: {e}")
-    contexts = tuple(Context(i, h.chunk.source, h.chunk.page, h.chunk.section, h.chunk.text)
+    # Each block as the model was shown it: the answer path checked its sentences against that text (table rows
+    # naming their columns, a block cut to the budget), so the run's own check and any recheck read it too.
+    shown = answer.shown_contexts if len(answer.shown_contexts) == len(answer.contexts) else ()
+    contexts = tuple(Context(i, h.chunk.source, h.chunk.page, h.chunk.section, shown[i - 1] if shown else h.chunk.text)
                      for i, h in enumerate(answer.contexts, start=1))
     timings = {**answer.timings, "search": t_search}
     text = answer.text  # what the user sees: keywords and claims are scored on it, never on a draft

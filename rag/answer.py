@@ -13,7 +13,7 @@ from rag import citations as cite
 from rag.config import AnswerConfig
 from rag.drafting import NOT_THE_ANSWER, Drafter
 from rag.llm.base import LLM, complete
-from rag.prompt import REFUSAL, build_prompt, build_rewrite_prompt, select_blocks
+from rag.prompt import REFUSAL, Block, build_prompt, build_rewrite_prompt, select_blocks
 from rag.records import Answer, Evidence, Usage
 from rag.text import content_words
 
@@ -100,10 +100,12 @@ class Answerer:
         evidence = result.evidence
         base = {"question": question, "query": query, "model": llm.model}
 
-        def refused(reason: str, usage: Usage | None = None, contexts: tuple = (), verdicts: tuple = ()) -> Answer:
+        def refused(reason: str, usage: Usage | None = None, shown: Sequence[Block] = (),
+                    verdicts: tuple = ()) -> Answer:
             timings["total"] = time.perf_counter() - t0
-            return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=contexts, usage=usage or Usage(),
-                          timings=dict(timings), evidence=evidence, verdicts=verdicts, **base)  # type: ignore[arg-type]
+            return Answer(text=REFUSAL, refused=True, refusal_reason=reason, contexts=tuple(b.hit for b in shown),
+                          usage=usage or Usage(), timings=dict(timings), evidence=evidence, verdicts=verdicts,
+                          shown_contexts=tuple(b.text for b in shown), **base)  # type: ignore[arg-type]
 
         floor = evidence_refusal(evidence, len(result.hits), cfg.min_dense_score, -1.0, 0.0)
         if floor:  # off-topic: nothing to show the model
@@ -123,14 +125,14 @@ class Answerer:
         if p_answer is not None and p_answer < cfg.min_answerability:
             yield REFUSAL
             yield refused(f"the passages do not seem to answer the question (P {p_answer:.2f} < "
-                          f"{cfg.min_answerability:.2f})", contexts=contexts)
+                          f"{cfg.min_answerability:.2f})", shown=blocks)
             return
         if p_answer is None:
             weak = evidence_refusal(evidence, len(result.hits), cfg.min_dense_score, cfg.weak_dense_score,
                                     cfg.min_keyword_overlap)
             if weak:
                 yield REFUSAL
-                yield refused(weak, contexts=contexts)
+                yield refused(weak, shown=blocks)
                 return
         t_gen = time.perf_counter()
         drafter = Drafter(llm, prompt, blocks, question, checker, verify)
@@ -151,9 +153,10 @@ class Answerer:
             else:
                 why = "no sentence of the answer is supported by the passage it cites"
             yield REFUSAL
-            yield refused(why, usage, contexts, verdicts)
+            yield refused(why, usage, blocks, verdicts)
             return
         timings["total"] = time.perf_counter() - t0
         yield Answer(text=cite.render(d.shown), refused=False, citations=cite.citations(d.shown, blocks),
                      contexts=contexts, usage=usage, timings=timings, verdicts=verdicts, evidence=evidence,
+                     shown_contexts=tuple(b.text for b in blocks),
                      **base)  # type: ignore[arg-type]

@@ -95,6 +95,9 @@ class Answer:
     refusal_reason: str = ""
     evidence: Evidence | None = None
     verdicts: tuple[ClaimVerdict, ...] = ()
+    # Each context as the model was shown it and its sentences were checked against (table rows naming their
+    # columns, cut to the context budget: rag.prompt.Block.text); () when no blocks were built.
+    shown_contexts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of `rag ask --json` and POST /v1/ask."""

@@ -222,3 +222,45 @@ def test_rewrite_reports_rechecks_claims(tmp_path: Path, embedder) -> None:
     assert summary.metrics.answer.faithfulness == 1.0
     [line] = (run / RESULTS).read_text().splitlines()
     assert json.loads(line)["verdicts"][0]["supported"] is True
+
+
+class TablePipeline(FakePipeline):
+    """Answers from a tab-separated table: the model is shown its rows naming their columns (rag.prompt)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rag.prompt import select_blocks
+
+        text = "A Brief History\nYear\tModel\tKey Innovation\n2014\tGANs\tGenerator game\n2024\tFlux\tbetter quality"
+        chunk = Chunk(chunk_id="t1", source="lecture.txt", text=text, start=0, end=len(text), text_hash="h",
+                      doc_hash="d")
+        self.hits = [Hit(chunk, 1.0)]
+        self.blocks = select_blocks(self.hits, 1000, 5, lambda s: len(s.split()))
+
+    def ask(self, question: str, llm: object = None) -> Answer:
+        return Answer(text="GANs appeared in 2014 [1].", refused=False, contexts=tuple(self.hits), model="fake-1",
+                      shown_contexts=tuple(b.text for b in self.blocks))
+
+
+class RecordingChecker:
+    def __init__(self) -> None:
+        self.contexts: list[list[str]] = []
+
+    def check_answer(self, question: str, answer: str, contexts: list[str]) -> list:
+        self.contexts.append(list(contexts))
+        return [verdict(True, answer)]
+
+
+def test_a_run_checks_and_records_each_block_as_the_model_was_shown_it(tmp_path: Path) -> None:
+    [q] = load_questions(write_questions(tmp_path / "q.jsonl", 1))
+    pipeline, checker = TablePipeline(), RecordingChecker()
+    shown = pipeline.blocks[0].text
+    assert shown != pipeline.hits[0].chunk.text and "Year: 2014" in shown  # the rows name their columns
+    [result] = run_questions(pipeline, [q], tmp_path / "run", SETTINGS, checker=checker)
+    assert checker.contexts == [[shown]]
+    assert [c.text for c in result.contexts] == [shown]
+    [written] = [json.loads(x) for x in (tmp_path / "run" / RESULTS).read_text().splitlines()]
+    assert written["contexts"][0]["text"] == shown
+    # an answer built without blocks (another backend) is recorded with its chunks' text
+    plain = evaluate_question(FakePipeline(), q, RecordingChecker())
+    assert [c.text for c in plain.contexts] == ["Etna is about 3,357 metres high."]

@@ -169,12 +169,15 @@ def test_stream_of_the_answerer_equals_its_answer_text() -> None:
     assert "".join(deltas) == final.text and not final.refused
     assert final.evidence is not None and final.evidence.answerability == 0.9
     assert {"answerability", "generate", "verify", "first_token", "total"} <= set(final.timings)
+    # the blocks as the model was shown them (and its sentences checked against), one per context
+    assert final.shown_contexts == tuple(PASSAGES[:len(final.contexts)]) and final.contexts
 
 
 def test_unanswerable_is_refused_before_generation_and_the_refusal_is_streamed() -> None:
     deltas, final = _answer("It opened in 1998 [1].", {"states the specific answer": 0.2})
     assert final.refused and "do not seem to answer" in final.refusal_reason
     assert "".join(deltas) == final.text == REFUSAL and "generate" not in final.timings
+    assert len(final.shown_contexts) == len(final.contexts) > 0
 
 
 def test_an_answer_with_nothing_supported_is_refused_and_streams_only_the_refusal() -> None:
