@@ -38,6 +38,9 @@ _COUNTED = re.compile(r"\bhow many ((?:[a-z][\w-]* ){0,3}?[a-z][\w-]*?)(?= (?:ar
 _KINDS = (r"(?:function|command|pragma|variable|option|argument|parameter|package|keyword|operator|method|setting|"
           r"flag|module|extension|macro|class|library|tool)s?")
 _NAMED = re.compile(rf"\b{_KINDS}\s+[`'\"]?([\w.:$-]+)|([\w.:$-]+)[`'\"]?\s+{_KINDS}\b", re.I)  # "function scan"
+# "The function that converts wide data to long is melt.": a lower-case word that ends the sentence after "is"
+_CLOSING_NAME = re.compile(r"\b(?:is|are|called|named)\s+[`'\"]?([a-z_][\w:$-]*(?:\.[\w:$-]+)*(?:\(\))?)[`'\"]?\s*[.!]?\s*$",
+                          re.I)
 _NUMBER_THEN_WORD = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*\s+([a-z]+)", re.I)
 
 
@@ -75,8 +78,10 @@ def not_given(question: str, sentence: str) -> str:
         return ""
     new_names = [x for x in (*terms.names, *terms.identifiers, *terms.quoted) if not term_present(x, q_lower)]
     # a lower-case name is no identifier by its looks ("scan", "xzfile"): it counts next to the word for its kind
-    # ("function xzfile", "the scan function"), or as the answer of a fragment of a few words ("scan [2]")
+    # ("function xzfile", "the scan function"), as the word that ends the sentence after "is" ("... is melt."), or
+    # as the answer of a fragment of a few words ("scan [2]")
     named = [w for m in _NAMED.finditer(text) for w in m.groups() if w]
+    named += [m.group(1) for m in [_CLOSING_NAME.search(text)] if m]
     words = content_words(text)
     if len(words) <= FRAGMENT_WORDS:
         named += words

@@ -58,6 +58,12 @@ def test_a_name_needs_a_name_the_question_does_not_give() -> None:
     q = "Which environment variable does SQLite consult first for temporary files on Unix?"
     assert not_given(q, "SQLITE_TMPDIR is consulted first [1].") == ""
     assert not_given(q, "SQLite consults an environment variable first [1].") != ""
+    # a lower-case name that ends the sentence after "is" (r-data-manual-dev-040)
+    q = "Which function of the reshape2 package converts a data frame from wide to long format?"
+    assert not_given(q, "The function in the reshape2 package that converts it to long format is melt [1].") == ""
+    assert not_given(q, "The function that does it is `melt()` [1].") == ""
+    assert "name" in not_given(q, "This function is used to reshape data frames [1].")
+    assert "name" in not_given(q, "The package that does it is reshape2 [1].")  # given by the question
 
 
 def test_a_question_that_fixes_no_form_passes_anything() -> None:
