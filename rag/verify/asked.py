@@ -80,15 +80,28 @@ def not_given(question: str, sentence: str) -> str:
     # a lower-case name is no identifier by its looks ("scan", "xzfile"): it counts next to the word for its kind
     # ("function xzfile", "the scan function"), as the word that ends the sentence after "is" ("... is melt."), or
     # as the answer of a fragment of a few words ("scan [2]")
-    named = [w for m in _NAMED.finditer(text) for w in m.groups() if w]
-    named += [m.group(1) for m in [_CLOSING_NAME.search(text)] if m]
+    named = answer_names(question, text)
     words = content_words(text)
     if len(words) <= FRAGMENT_WORDS:
-        named += words
-    new_names += [w for w in named if w.lower() not in STOPWORDS and not term_present(w, q_lower)]
-    if not new_names:
+        named += [w for w in words if w.lower() not in STOPWORDS and not term_present(w, q_lower)]
+    if not new_names + named:
         return "the question asks for a name and the sentence gives none"
     return ""
 
 
-__all__ = ["asked_for", "not_given"]
+def answer_names(question: str, sentence: str) -> list[str]:
+    """The lower-case names a sentence gives as the answer to a question asking for a name, that the question does
+    not give: next to the word for their kind ("function xzfile", "the scan function") or ending the sentence after
+    "is" ("The function that converts wide data to long is melt."). Such a name is the answer, yet no identifier by
+    its looks, so the claim checks look for it in the cited block (ClaimChecker.signals) as they do for names."""
+    if asked_for(question) != "name":
+        return []
+    text, _ = strip_markers(sentence)
+    q_lower = question.lower()
+    named = [w for m in _NAMED.finditer(text) for w in m.groups() if w]
+    named += [m.group(1) for m in [_CLOSING_NAME.search(text)] if m]
+    named = [w.rstrip(".") for w in named]
+    return list(dict.fromkeys(w for w in named if w and w.lower() not in STOPWORDS and not term_present(w, q_lower)))
+
+
+__all__ = ["answer_names", "asked_for", "not_given"]

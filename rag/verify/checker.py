@@ -5,7 +5,8 @@ Signals, all local:
     the cited block states the claim; P(yes) must reach `min_entailment`. It reads the cited blocks alone, not
     among the answer's other blocks (where it hardly tells them apart), in a cache of its own;
   * terms: numbers, names (capitalised words), identifiers (code-like tokens) and quoted strings of the claim
-    must occur in the cited passages (all passages when none is cited) or in the question itself;
+    must occur in the cited passages (all passages when none is cited) or in the question itself, and so must a
+    lower-case name the claim gives as the answer to a question asking for a name (rag.verify.asked.answer_names);
   * similarity: the bi-encoder similarity of the claim to its best passage sentence (or pair of adjacent
     sentences), and the share of its content words found in the passages;
   * polarity: a claim that is negated while its best sentence is not (or the reverse), or that uses a word whose
@@ -34,6 +35,7 @@ from rag.llm.base import Judge
 from rag.prompt import Block, Prompt, blocks_from_texts
 from rag.records import ClaimVerdict
 from rag.text import content_words, split_claims, without_attribution, word_support
+from rag.verify.asked import answer_names
 from rag.verify.entailment import answerability_instruction, ask, claim_prompt
 from rag.verify.terms import (
     extract_terms,
@@ -42,6 +44,7 @@ from rag.verify.terms import (
     opposite_in,
     passage_units,
     polarity_conflict,
+    term_present,
     unanchored_number,
 )
 
@@ -228,6 +231,9 @@ class ClaimChecker:
         context = "\n".join(contexts)
         # The question's own names and numbers are given: a claim restating them asserts nothing new by them.
         missing = tuple(missing_terms(extract_terms(claim), f"{context}\n{question}")) if self.check_terms else ()
+        if self.check_terms and question:  # a lower-case name given as the answer ("... is melt") is a name too
+            low = context.lower()
+            missing += tuple(n for n in answer_names(question, claim) if not term_present(n, low) and n not in missing)
         units = [u for c in contexts for u in passage_units(c)]
         sim, best = self._best(claim, units)
         if question and len(content_words(claim)) < SHORT_CLAIM_WORDS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.verify.asked import asked_for, not_given
+from rag.verify.asked import answer_names, asked_for, not_given
 
 
 @pytest.mark.parametrize(("question", "kind"), [
@@ -69,3 +69,12 @@ def test_a_name_needs_a_name_the_question_does_not_give() -> None:
 def test_a_question_that_fixes_no_form_passes_anything() -> None:
     assert not_given("How is a diffusion model trained?", "By learning to reverse added noise [1].") == ""
     assert not_given("What does RAG stand for?", "Retrieval-augmented generation [1].") == ""
+
+
+def test_answer_names_are_the_lower_case_names_a_sentence_gives_for_a_name_question() -> None:
+    q = "Which function of the reshape2 package converts a data frame from wide to long format?"
+    assert answer_names(q, "The function that converts it is melt [1].") == ["melt"]
+    assert answer_names(q, "Use the scan function [2].") == ["scan"]
+    assert answer_names(q, "Function xzfile opens it [2].") == ["xzfile"]
+    assert answer_names(q, "The package that does it is reshape2 [1].") == []  # the question gives it
+    assert answer_names("How many rows are there?", "The function that counts is nrow [1].") == []

@@ -337,3 +337,20 @@ def test_an_empty_string_literal_does_not_open_a_quoted_string() -> None:
     block holds, and a right answer was dropped."""
     terms = extract_terms('The default for the quoting argument changes to "" when sep = "\\n" is specified.')
     assert terms.quoted == ("\\n",)
+
+
+def test_a_lower_case_name_given_as_the_answer_must_be_in_the_cited_block() -> None:
+    """r-data-manual-dev-040 (unanswerable: the manual names the reshape2 package, not its functions): "... is melt"
+    names no identifier by its looks, and the judge passed it; the name given as the answer must be in the block."""
+    question = "Which function in the reshape2 package converts a data frame from wide to long format?"
+    block = ("Some people prefer the packages reshape, reshape2 and plyr. Function stack converts wide data to the "
+             "long format, as does reshape with direction long.")
+    checker = ClaimChecker()
+    melt = checker.signals("The function in the reshape2 package that does it is melt.", [block], question)
+    assert melt.missing == ("melt",)
+    assert "melt" in checker.decide(melt)[1][0]
+    stack = checker.signals("The function that converts wide data to the long format is stack.", [block], question)
+    assert stack.missing == ()
+    # only for a question asking for a name: elsewhere a closing word is just a word
+    other = checker.signals("The long format is preferred.", [block], "Why is the long format used?")
+    assert other.missing == ()
