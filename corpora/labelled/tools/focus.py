@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
+from eval.labelled import load_items  # noqa: E402
 from rag.config import load_config  # noqa: E402
 from rag.factory import build_checker, build_embedder, build_llm  # noqa: E402
 from rag.prompt import blocks_from_texts  # noqa: E402
@@ -31,15 +32,12 @@ def rows() -> Iterator[tuple[str, str, str, str]]:
     """(question, sentence, its one cited block, label) of the labelled dev sentences, each once."""
     seen: set[tuple[str, str, str]] = set()
     for path in [LABELLED / "dev.jsonl", *sorted((LABELLED / "shipped").glob("dev-*.jsonl"))]:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            it = json.loads(line)
-            for s in it["sentences"]:
-                if s["label"] in ("supported", "unsupported") and len(s["cited"]) == 1 \
-                        and 0 < s["cited"][0] <= len(it["contexts"]):
-                    key = (it["question"], s["text"], it["contexts"][s["cited"][0] - 1])
-                    if key not in seen:
-                        seen.add(key)
-                        yield (*key, s["label"])
+        for item in load_items(path):  # refusals are left out; cited numbers are valid context numbers
+            for s in item.sentences:
+                key = (item.question, s.text, item.contexts[s.cited[0] - 1]) if len(s.cited) == 1 else None
+                if key is not None and key not in seen:
+                    seen.add(key)
+                    yield (*key, "unsupported" if s.unsupported else "supported")
     for path in sorted((LABELLED / "pairs").glob("dev-*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             it = json.loads(line)
