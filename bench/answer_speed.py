@@ -30,11 +30,12 @@ from rag.records import Answer  # noqa: E402
 
 def _overrides(spec: str) -> dict[str, object]:
     keys = {"threads": "llm.local.threads", "context": "answer.context_tokens", "max_tokens": "llm.local.max_tokens",
-            "flash_attn": "llm.local.flash_attn", "blocks": "answer.max_blocks"}
+            "flash_attn": "llm.local.flash_attn", "blocks": "answer.max_blocks",
+            "score": "answer.min_block_score"}
     out: dict[str, object] = {}
     for part in filter(None, spec.split(",")):
         name, _, value = part.partition("=")
-        out[keys[name]] = bool(int(value)) if name == "flash_attn" else int(value)
+        out[keys[name]] = bool(int(value)) if name == "flash_attn" else float(value) if name == "score" else int(value)
     return out
 
 

@@ -210,7 +210,8 @@ def answerability_rows(pairs: Sequence[str], out: Path, config: Any) -> list[dic
                     if q.id not in done:
                         result = r.search(q.question)
                         cfg = config.answer
-                        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens)
+                        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens,
+                                               cfg.min_block_score, cfg.min_blocks)
                         p = checker.answerability(build_prompt(q.question, blocks)) if blocks else 0.0
                         done[q.id] = {"id": q.id, "answerable": q.answerable, "p": p,
                                       "best_dense": result.evidence.best_dense,

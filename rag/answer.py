@@ -112,7 +112,8 @@ class Answerer:
             yield REFUSAL
             yield refused(floor)
             return
-        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens)
+        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens,
+                               cfg.min_block_score, cfg.min_blocks)
         prompt = build_prompt(query if history else question, blocks, history)
         contexts = tuple(b.hit for b in blocks)
         checker = self.checker if verify else None

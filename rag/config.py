@@ -71,6 +71,8 @@ class AnswerConfig(Settings):
     llm: Literal["local", "openai", "extractive"] = "local"
     context_tokens: int = Field(1000, ge=64)
     max_blocks: int = Field(5, ge=1, le=50)
+    min_block_score: float = Field(0.5, ge=0.0, le=1.0)  # share of the top hit's retrieval score a block needs
+    min_blocks: int = Field(2, ge=1, le=50)  # blocks shown whatever their score (within the budget)
     min_dense_score: float = Field(0.15, ge=-1.0, le=1.0)
     weak_dense_score: float = Field(0.30, ge=-1.0, le=1.0)
     min_keyword_overlap: float = Field(0.5, ge=0.0, le=1.0)

@@ -108,15 +108,21 @@ def _shown_tokens(text: str, count: Callable[[str], int], opens_document: bool) 
     return count(with_column_names(text, opens_document))
 
 
-def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Callable[[str], int]) -> list[Block]:
+def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Callable[[str], int],
+                  min_score_ratio: float = 0.0, min_blocks: int = 1) -> list[Block]:
     """Blocks in rank order until the token budget is spent; a block is shortened only at sentence ends.
 
+    After the first `min_blocks`, a hit scoring below `min_score_ratio` times the top hit's score is not shown (nor
+    any after it): a passage far behind the best is rarely the answer, and every block shown costs prompt time.
     Table rows are shown with their column names (rag.tables.with_column_names), counted in the budget.
     """
     blocks: list[Block] = []
     used = 0
+    floor = min_score_ratio * hits[0].score if hits and hits[0].score > 0 else None
     for hit in hits:
         if len(blocks) >= max_blocks:
+            break
+        if floor is not None and len(blocks) >= min_blocks and hit.score < floor:
             break
         overhead = 24  # the <document ...> wrapper and label
         left = budget - used - overhead

@@ -95,16 +95,24 @@ def _segmenter():  # noqa: ANN202 - pysbd has no type hints
 def _sentences_of_paragraph(paragraph: str) -> tuple[str, ...]:
     # A line break inside a paragraph is not a sentence end (PDF text breaks lines mid-sentence): segment with
     # spaces in their place, then cut the original at the same offsets (same length), so sentences stay verbatim.
+    # A cut with no space at it is inside a word: pysbd ends a sentence at the "." of "~/.odbc.ini"; such pieces
+    # are joined again.
     flat = paragraph.replace("\n", " ")
     out: list[str] = []
-    pos = 0
+    pos, begun = 0, 0
     for segment in _segmenter().segment(flat):
         start = flat.find(segment, pos)
         if start < 0:  # pysbd changed the text (it should not with clean=False): keep its segment
             out.append(segment.strip())
             continue
+        inside_word = out and start == pos and start > 0 and not flat[start - 1].isspace() and not segment[0].isspace()
+        if not inside_word:
+            begun = start
         pos = start + len(segment)
-        out.append(paragraph[start:pos].strip())
+        if inside_word:
+            out[-1] = paragraph[begun:pos].strip()
+        else:
+            out.append(paragraph[start:pos].strip())
     return tuple(s for s in out if s)
 
 

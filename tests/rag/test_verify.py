@@ -80,6 +80,9 @@ def test_split_claims_keeps_citations() -> None:
     assert pairs("Bad marker [9].", 2) == [("Bad marker.", ())]
     assert pairs("Elements: [1] - Subject: a garden [1] - Style: photorealistic [2]", 2) == [
         ("Elements:", (1,)), ("- Subject: a garden", (1,)), ("- Style: photorealistic", (2,))]
+    # A "." inside a file name is no sentence end (the model's "~/.odbc.ini" was shown as "~/ [1]. odbc.ini")
+    assert pairs("The DSN is set up in ~/.odbc.ini under unixODBC [3]. Then R reads ~/.Rprofile [1].", 3) == [
+        ("The DSN is set up in ~/.odbc.ini under unixODBC.", (3,)), ("Then R reads ~/.Rprofile.", (1,))]
 
 
 def test_lexical_fallback_without_embedder() -> None:

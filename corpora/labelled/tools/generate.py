@@ -61,7 +61,8 @@ def main() -> None:
                         res = r.search(q["question"])
                         gate = evidence_refusal(res.evidence, len(res.hits), a.min_dense_score, a.weak_dense_score,
                                                 a.min_keyword_overlap)
-                        blocks = select_blocks(res.hits, a.context_tokens, a.max_blocks, llm.count_tokens)
+                        blocks = select_blocks(res.hits, a.context_tokens, a.max_blocks, llm.count_tokens,
+                                               a.min_block_score, a.min_blocks)
                         text = complete(llm, build_prompt(q["question"], blocks)).text
                         rec = {"id": rid, "backend": args.backend, "question_id": q["id"], "corpus": corpus,
                                "split": split, "question": q["question"], "answerable": q["answerable"],
