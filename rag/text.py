@@ -99,20 +99,20 @@ def _sentences_of_paragraph(paragraph: str) -> tuple[str, ...]:
     # are joined again.
     flat = paragraph.replace("\n", " ")
     out: list[str] = []
-    pos, begun = 0, 0
+    pos, begun, joinable = 0, 0, False  # begun: where out[-1] starts; joinable: out[-1] was cut from the paragraph
     for segment in _segmenter().segment(flat):
         start = flat.find(segment, pos)
         if start < 0:  # pysbd changed the text (it should not with clean=False): keep its segment
             out.append(segment.strip())
+            joinable = False
             continue
-        inside_word = out and start == pos and start > 0 and not flat[start - 1].isspace() and not segment[0].isspace()
-        if not inside_word:
-            begun = start
-        pos = start + len(segment)
-        if inside_word:
-            out[-1] = paragraph[begun:pos].strip()
+        end = start + len(segment)
+        if joinable and start == pos and not flat[start - 1].isspace() and not segment[:1].isspace():
+            out[-1] = paragraph[begun:end].strip()
         else:
-            out.append(paragraph[start:pos].strip())
+            begun = start
+            out.append(paragraph[start:end].strip())
+        pos, joinable = end, True
     return tuple(s for s in out if s)
 
 
