@@ -35,7 +35,8 @@ def _overrides(spec: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for part in filter(None, spec.split(",")):
         name, _, value = part.partition("=")
-        out[keys[name]] = bool(int(value)) if name == "flash_attn" else float(value) if name == "score" else int(value)
+        convert = {"flash_attn": lambda v: bool(int(v)), "score": float}.get(name, int)
+        out[keys[name]] = convert(value)
     return out
 
 

@@ -186,7 +186,7 @@ def answerability_rows(pairs: Sequence[str], out: Path, config: Any) -> list[dic
     from eval.questions import load_questions
     from rag.api import open_pipeline
     from rag.factory import build_checker, build_embedder, build_llm
-    from rag.prompt import build_prompt, select_blocks
+    from rag.prompt import blocks_for, build_prompt
 
     cache = out / "answerability-signals.jsonl"
     done = {d["id"]: d for d in _read(cache)}
@@ -209,9 +209,7 @@ def answerability_rows(pairs: Sequence[str], out: Path, config: Any) -> list[dic
                 for q in questions:
                     if q.id not in done:
                         result = r.search(q.question)
-                        cfg = config.answer
-                        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens,
-                                               cfg.min_block_score, cfg.min_blocks)
+                        blocks = blocks_for(result.hits, config.answer, llm.count_tokens)
                         p = checker.answerability(build_prompt(q.question, blocks)) if blocks else 0.0
                         done[q.id] = {"id": q.id, "answerable": q.answerable, "p": p,
                                       "best_dense": result.evidence.best_dense,

@@ -13,7 +13,7 @@ from rag import citations as cite
 from rag.config import AnswerConfig
 from rag.drafting import NOT_THE_ANSWER, Drafter
 from rag.llm.base import LLM, complete
-from rag.prompt import REFUSAL, Block, build_prompt, build_rewrite_prompt, select_blocks
+from rag.prompt import REFUSAL, Block, blocks_for, build_prompt, build_rewrite_prompt
 from rag.records import Answer, Evidence, Usage
 from rag.text import content_words
 
@@ -112,8 +112,7 @@ class Answerer:
             yield REFUSAL
             yield refused(floor)
             return
-        blocks = select_blocks(result.hits, cfg.context_tokens, cfg.max_blocks, llm.count_tokens,
-                               cfg.min_block_score, cfg.min_blocks)
+        blocks = blocks_for(result.hits, cfg, llm.count_tokens)
         prompt = build_prompt(query if history else question, blocks, history)
         contexts = tuple(b.hit for b in blocks)
         checker = self.checker if verify else None

@@ -6,10 +6,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from rag.records import Hit
 from rag.tables import with_column_names
 from rag.text import split_sentences
+
+if TYPE_CHECKING:
+    from rag.config import AnswerConfig
 
 REFUSAL = "I cannot answer this from the provided documents."
 SYSTEM = f"""You answer questions using only the numbered documents given in the user message.
@@ -136,6 +140,12 @@ def select_blocks(hits: Sequence[Hit], budget: int, max_blocks: int, count: Call
         blocks.append(Block(len(blocks) + 1, hit, text, raw if raw != text else ""))
         used += count(text) + overhead
     return blocks
+
+
+def blocks_for(hits: Sequence[Hit], answer: AnswerConfig, count: Callable[[str], int]) -> list[Block]:
+    """`select_blocks` with the [answer] settings: the blocks every answer path shows for these hits."""
+    return select_blocks(hits, answer.context_tokens, answer.max_blocks, count, answer.min_block_score,
+                         answer.min_blocks)
 
 
 # An opening or closing document tag in any case and spacing (zero-width and other invisible characters count as

@@ -37,7 +37,7 @@ def main() -> None:
     from rag.config import Config
     from rag.llm import open_llm
     from rag.llm.base import complete
-    from rag.prompt import build_prompt, select_blocks
+    from rag.prompt import blocks_for, build_prompt
 
     name, _, model = args.backend.partition(":")
     cfg = Config().with_overrides(**{"answer.llm": name, **({"local.model": model} if model else {})})
@@ -61,8 +61,7 @@ def main() -> None:
                         res = r.search(q["question"])
                         gate = evidence_refusal(res.evidence, len(res.hits), a.min_dense_score, a.weak_dense_score,
                                                 a.min_keyword_overlap)
-                        blocks = select_blocks(res.hits, a.context_tokens, a.max_blocks, llm.count_tokens,
-                                               a.min_block_score, a.min_blocks)
+                        blocks = blocks_for(res.hits, a, llm.count_tokens)
                         text = complete(llm, build_prompt(q["question"], blocks)).text
                         rec = {"id": rid, "backend": args.backend, "question_id": q["id"], "corpus": corpus,
                                "split": split, "question": q["question"], "answerable": q["answerable"],
