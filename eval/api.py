@@ -201,7 +201,8 @@ def rewrite_reports(run_dir: str | Path, recheck: bool = False, embedder: Any = 
         config = Config()
         checker = build_checker(config, embedder or build_embedder(config))
         results = [replace(r, verdicts=answer_verdicts(checker, r.question.question, r.answer,
-                                                       [c.text for c in r.contexts]), check_error="")
+                                                       [c.text for c in r.contexts], [c.label for c in r.contexts]),
+                           check_error="")
                    if r.answered else r for r in results]
         write_jsonl(out / RESULTS, [result_line(r) for r in results])
     sections: dict[str, Any] = {}

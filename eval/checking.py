@@ -16,34 +16,38 @@ from rag.records import ClaimVerdict
 
 
 def sentence_verdicts(checker: Any, question: str, contexts: Sequence[str],
-                      sentences: Sequence[tuple[str, tuple[int, ...]]]) -> list[bool]:
+                      sentences: Sequence[tuple[str, tuple[int, ...]]], sources: Sequence[str] = ()) -> list[bool]:
     """Supported (True) or not, per (sentence text, cited context numbers 1..len(contexts)), in order.
 
-    A sentence citing nothing is checked against every context. Raises when the checker fails or does not give
+    A sentence citing nothing is checked against every context. `sources`: each context's source label, which the
+    judge is shown ("passage-N" when not given). Raises when the checker fails or does not give
     one verdict per sentence (the caller counts that against the checker).
     """
     from ingest.records import Chunk
     from rag.prompt import Block
     from rag.records import Hit
 
-    blocks = [Block(n, Hit(Chunk(chunk_id=f"context-{n}", source=f"context-{n}", text=text, start=0, end=len(text),
+    labels = list(sources) or [f"passage-{n}" for n in range(1, len(contexts) + 1)]
+    blocks = [Block(n, Hit(Chunk(chunk_id=f"context-{n}", source=label, text=text, start=0, end=len(text),
                                  text_hash="", doc_hash=""), 0.0), text)
-              for n, text in enumerate(contexts, start=1)]
+              for n, (text, label) in enumerate(zip(contexts, labels, strict=True), start=1)]
     verdicts = checker.check_sentences(question, [(text, tuple(cited)) for text, cited in sentences], blocks)
     if len(verdicts) != len(sentences):
         raise ValueError(f"the checker gave {len(verdicts)} verdict(s) for {len(sentences)} sentence(s)")
     return [bool(v.supported) for v in verdicts]
 
 
-def answer_verdicts(checker: Any, question: str, answer_text: str, contexts: Sequence[str]) -> tuple[ClaimVerdict, ...]:
-    """The checker's verdict on each claim of an answer ([n] markers cite contexts[n-1])."""
-    return tuple(checker.check_answer(question, answer_text, list(contexts)))
+def answer_verdicts(checker: Any, question: str, answer_text: str, contexts: Sequence[str],
+                    sources: Sequence[str] = ()) -> tuple[ClaimVerdict, ...]:
+    """The checker's verdict on each claim of an answer ([n] markers cite contexts[n-1], labelled sources[n-1])."""
+    return tuple(checker.check_answer(question, answer_text, list(contexts), list(sources) or None))
 
 
 def checker_detector(checker: Any) -> Detector:
     """The checker as a detector: flags the sentences it does not find supported."""
     def detect(item: LabelledItem) -> list[bool]:
-        ok = sentence_verdicts(checker, item.question, item.contexts, [(s.text, s.cited) for s in item.sentences])
+        ok = sentence_verdicts(checker, item.question, item.contexts, [(s.text, s.cited) for s in item.sentences],
+                               item.sources)
         return [not v for v in ok]
 
     return detect

@@ -9,6 +9,8 @@ One JSON object a line:
      "sentences": [{"text": "a claim without markers", "cited": [1], "label": "supported" | "unsupported",
                     "note": "..."}],
      "answer_label": "correct" | "partial" | "wrong" | "refused",   optional
+     "sources": ["genai-lecture.txt", "manual.pdf, page 4"],   optional: each context's source label, as the
+                                                            answer's prompt showed it (the claim judge sees it too)
      ...}                                                   any other key is kept in `extra` and ignored
 
 `split` (one of those other keys) is what `rag verify --split` selects on. eval/README.md documents the format.
@@ -26,7 +28,7 @@ from eval.errors import LabelledSetError
 
 SENTENCE_LABELS = ("supported", "unsupported", "refusal")  # "refusal" sentences decline: left out of scoring
 ANSWER_LABELS = ("correct", "partial", "wrong", "refused")
-ITEM_KEYS = ("id", "question", "contexts", "answer", "sentences", "answer_label")
+ITEM_KEYS = ("id", "question", "contexts", "answer", "sentences", "answer_label", "sources")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class LabelledItem:
     answer_label: str = ""  # "" when the line gives none
     extra: Mapping[str, Any] = field(default_factory=dict)
     refusal_sentences: int = 0  # sentences labelled "refusal": they decline, and are left out of `sentences`
+    sources: tuple[str, ...] = ()  # each context's source label; () when the line gives none ("passage-N")
 
     @property
     def unsupported(self) -> bool:
@@ -56,6 +59,12 @@ class LabelledItem:
     def contexts_of(self, sentence: LabelledSentence) -> tuple[str, ...]:
         """The contexts a sentence cites (all of them when it cites none)."""
         return tuple(self.contexts[n - 1] for n in sentence.cited) or self.contexts
+
+    def sources_of(self, sentence: LabelledSentence) -> tuple[str, ...]:
+        """The source labels of `contexts_of(sentence)`; () when the item gives none."""
+        if not self.sources:
+            return ()
+        return tuple(self.sources[n - 1] for n in sentence.cited) or self.sources
 
 
 def _need(cond: bool, where: str, message: str) -> None:
@@ -84,7 +93,7 @@ def parse_item(d: Any, where: str) -> LabelledItem:
     _need(isinstance(d, dict), where, f"expected a JSON object, got {type(d).__name__}")
     missing = [k for k in ITEM_KEYS[:5] if k not in d]
     _need(not missing, where, f"missing key(s) {', '.join(missing)}; an item has: {', '.join(ITEM_KEYS[:5])} "
-          "(and optionally answer_label)")
+          "(and optionally answer_label, sources)")
     _need(isinstance(d["id"], str) and bool(d["id"].strip()), where, "'id' must be a non-empty string")
     for key in ("question", "answer"):
         _need(isinstance(d[key], str), where, f"{key!r} must be a string, got {type(d[key]).__name__}")
@@ -93,12 +102,17 @@ def parse_item(d: Any, where: str) -> LabelledItem:
     _need(isinstance(d["sentences"], list), where, "'sentences' must be a list of objects")
     label = d.get("answer_label", "")
     _need(label in ("", *ANSWER_LABELS), where, f"answer_label {label!r} is not one of: {', '.join(ANSWER_LABELS)}")
+    sources = d.get("sources", [])
+    _need(isinstance(sources, list) and all(isinstance(x, str) and x.strip() for x in sources), where,
+          "'sources' must be a list of non-empty strings (each context's source label)")
+    _need(not sources or len(sources) == len(d["contexts"]), where,
+          f"'sources' has {len(sources)} label(s) for {len(d['contexts'])} context(s); give one per context or none")
     parsed = [(_sentence(s, where, len(d["contexts"])), s["label"]) for s in d["sentences"]]
     # A sentence that declines to answer states nothing about the documents: it is not a case for a detector.
     sentences = tuple(s for s, lab in parsed if lab != "refusal")
     return LabelledItem(d["id"], d["question"], tuple(d["contexts"]), d["answer"], sentences, label,
                         {k: v for k, v in d.items() if k not in ITEM_KEYS},
-                        refusal_sentences=sum(lab == "refusal" for _, lab in parsed))
+                        refusal_sentences=sum(lab == "refusal" for _, lab in parsed), sources=tuple(sources))
 
 
 def load_items(path: str | Path, split: str | None = None) -> list[LabelledItem]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval.questions import Question, Source
+from rag.prompt import source_label
 from rag.records import Citation, ClaimVerdict
 
 
@@ -37,6 +38,11 @@ class Context:
     page: int | None
     section: str
     text: str
+
+    @property
+    def label(self) -> str:
+        """The block's source label as the answer's prompt showed it."""
+        return source_label(self.source, self.page, self.section)
 
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "source": self.source, "page": self.page, "section": self.section,

@@ -194,7 +194,8 @@ def evaluate_question(pipeline: RAG, question: Question, checker: ClaimChecker |
     if checker is not None and not answer.refused:
         t1 = time.perf_counter()
         try:
-            verdicts = answer_verdicts(checker, question.question, text, [c.text for c in contexts])
+            verdicts = answer_verdicts(checker, question.question, text, [c.text for c in contexts],
+                                       [c.label for c in contexts])
         except Exception as e:  # the answer then counts as unchecked (and so as hallucinated)
             log.warning("%s: checking the answer failed: %s", question.id, e)
             check_error = f"{type(e).__name__}: {e}"

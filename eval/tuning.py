@@ -170,7 +170,7 @@ def checker_signals(labelled: Sequence[Path], out: Path, config: Any) -> list[Se
                         continue
                     contexts = list(it.contexts_of(s))
                     others = [c for n, c in enumerate(it.contexts, start=1) if n not in s.cited] if s.cited else []
-                    p = checker.entailment(s.text, contexts, cited=bool(s.cited))
+                    p = checker.entailment(s.text, contexts, cited=bool(s.cited), labels=it.sources_of(s) or None)
                     sig = checker.signals(s.text, contexts, it.question, others=others)
                     row = SentenceSignals(it.id, i, s.unsupported, p, len(sig.missing), round(sig.similarity, 4),
                                           round(sig.lexical, 4), bool(sig.negation), sig.miscitation)

@@ -77,7 +77,7 @@ class AnswerConfig(Settings):
     weak_dense_score: float = Field(0.30, ge=-1.0, le=1.0)
     min_keyword_overlap: float = Field(0.5, ge=0.0, le=1.0)
     min_answerability: float = Field(0.37, ge=0.0, le=1.0)
-    min_entailment: float = Field(0.45, ge=0.0, le=1.0)
+    min_entailment: float = Field(0.5, ge=0.0, le=1.0)
     min_recited_entailment: float = Field(0.35, ge=0.0, le=1.0)  # judge bar for a sentence re-cited to another block
     min_recited_words: float = Field(0.6, ge=0.0, le=1.0)  # share of its content words the new block must hold
     min_restated_entailment: float = Field(0.6, ge=0.0, le=1.0)  # judge bar when the question's words count too
@@ -93,6 +93,7 @@ class LocalLLMConfig(Settings):
     max_tokens: int = Field(256, ge=1)
     seed: int = 0
     flash_attn: bool = False  # llama.cpp's fused attention: faster, but P(yes) then depends on the KV cache's state
+    reuse_answer_cache: bool = True  # a check whose prompt opens like the answer's copies that part of its cache
 
 
 class OpenAIConfig(Settings):

@@ -59,7 +59,12 @@ class Block:
     @property
     def label(self) -> str:
         c = self.hit.chunk
-        return c.source + (f", page {c.page}" if c.page else "") + (f", section: {c.section}" if c.section else "")
+        return source_label(c.source, c.page, c.section)
+
+
+def source_label(source: str, page: int | None = None, section: str = "") -> str:
+    """How a block names where it comes from (its `source` attribute in the prompt)."""
+    return source + (f", page {page}" if page else "") + (f", section: {section}" if section else "")
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,8 @@ def render_blocks(blocks: Sequence[Block]) -> str:
 
 
 def blocks_from_texts(texts: Sequence[str], sources: Sequence[str] | None = None) -> list[Block]:
-    """Numbered blocks for bare passage texts (a labelled set, an evaluation record), labelled by `sources`."""
+    """Numbered blocks for bare passage texts (a labelled set, an evaluation record), labelled by `sources` (each
+    block's whole label, as `Block.label` gives it; "passage-N" without)."""
     from ingest.records import Chunk
 
     out = []

@@ -39,15 +39,20 @@ def claim_instruction(claim: str, cited: tuple[int, ...]) -> str:
             "different, answer no. Reply with yes or no.")
 
 
-def claim_prompt(claim: str, cited_texts: Sequence[str], cited: bool = True) -> Prompt:
+def claim_prompt(claim: str, cited_texts: Sequence[str], cited: bool = True,
+                 labels: Sequence[str] | None = None) -> Prompt:
     """The judge's question whether `claim` is stated in `cited_texts`, shown alone (numbered from 1), not among the
     answer's other documents. Chosen on the labelled dev answers (corpora/labelled/tuning/README.md, 2026-12-01):
     over their 197 cited sentences, AUC of 1 - P(yes) for unsupported vs supported sentences 0.880 with the cited
     block alone against 0.750 after the answer's whole prompt, where the judge hardly tells the cited block from
     its neighbours (over the 96 the current model drafted in dev runs: 0.885 against 0.720). The wording (B) was
-    chosen earlier, after the whole prompt, and not chosen again for this one. `cited=False` (an uncited sentence, checked against
-    every block): "one of the documents above"."""
-    blocks = blocks_from_texts(list(cited_texts))
+    chosen earlier, after the whole prompt, and not chosen again for this one. `cited=False` (an uncited sentence,
+    checked against every block): "one of the documents above".
+
+    `labels`: each block's source label as the answer's prompt shows it ("passage-N" without). A claim citing the
+    answer's first block then opens exactly as the answer's prompt does (system prompt, first document), so a local
+    model copies that part of the answer's cache instead of reading the block again (rag.llm.local)."""
+    blocks = blocks_from_texts(list(cited_texts), list(labels) if labels else None)
     numbers = tuple(b.number for b in blocks) if cited else ()
     base = replace(build_prompt("", blocks), side=True)
     return base.follow_up(claim_instruction(claim, numbers))

@@ -59,7 +59,7 @@ class FakePipeline:
 
 
 class BrokenChecker:
-    def check_answer(self, question: str, answer: str, contexts: list[str]) -> list:
+    def check_answer(self, question: str, answer: str, contexts: list[str], labels: list[str] | None = None) -> list:
         raise RuntimeError("judge down")
 
 
@@ -233,7 +233,7 @@ class TablePipeline(FakePipeline):
 
         text = "A Brief History\nYear\tModel\tKey Innovation\n2014\tGANs\tGenerator game\n2024\tFlux\tbetter quality"
         chunk = Chunk(chunk_id="t1", source="lecture.txt", text=text, start=0, end=len(text), text_hash="h",
-                      doc_hash="d")
+                      doc_hash="d", section="History")
         self.hits = [Hit(chunk, 1.0)]
         self.blocks = select_blocks(self.hits, 1000, 5, lambda s: len(s.split()))
 
@@ -245,9 +245,11 @@ class TablePipeline(FakePipeline):
 class RecordingChecker:
     def __init__(self) -> None:
         self.contexts: list[list[str]] = []
+        self.labels: list[list[str] | None] = []
 
-    def check_answer(self, question: str, answer: str, contexts: list[str]) -> list:
+    def check_answer(self, question: str, answer: str, contexts: list[str], labels: list[str] | None = None) -> list:
         self.contexts.append(list(contexts))
+        self.labels.append(labels)
         return [verdict(True, answer)]
 
 
@@ -258,6 +260,7 @@ def test_a_run_checks_and_records_each_block_as_the_model_was_shown_it(tmp_path:
     assert shown != pipeline.hits[0].chunk.text and "Year: 2014" in shown  # the rows name their columns
     [result] = run_questions(pipeline, [q], tmp_path / "run", SETTINGS, checker=checker)
     assert checker.contexts == [[shown]]
+    assert checker.labels == [["lecture.txt, section: History"]]  # the judge sees each block's source label too
     assert [c.text for c in result.contexts] == [shown]
     [written] = [json.loads(x) for x in (tmp_path / "run" / RESULTS).read_text().splitlines()]
     assert written["contexts"][0]["text"] == shown

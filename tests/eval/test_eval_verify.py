@@ -37,6 +37,30 @@ def test_load_items_keeps_extra_keys_and_selects_a_split(tmp_path: Path) -> None
     assert items[0].sentences[1].unsupported and items[0].sentences[1].cited == (1,)
     assert items[5].contexts_of(items[5].sentences[0]) == items[5].contexts  # cites none: every context
     assert [i.id for i in load_items(path, "dev")] == ["i1", "i2", "i3"]
+    assert items[0].sources == () and items[0].sources_of(items[0].sentences[1]) == ()
+
+
+def test_source_labels_reach_the_judge(tmp_path: Path) -> None:
+    """An item's optional `sources` (each context's label, as the answer's prompt showed it) are what the judge
+    sees; an item without them shows "passage-N"."""
+    labelled = {**ITEMS[0], "sources": ["sqlite/pragma.html, section: foreign_keys", "pompeii.txt"]}
+    path = write_items(tmp_path / "items.jsonl", [labelled, ITEMS[1]])
+    first, second = load_items(path)
+    assert "sources" not in first.extra and first.sources_of(first.sentences[1]) == (labelled["sources"][0],)
+    seen: list[str] = []
+
+    class Judge:
+        def p_yes(self, prompt) -> float:
+            seen.append(prompt.messages[-1].content)
+            return 0.9
+
+    detect = checker_detector(ClaimChecker(judge=Judge()))
+    detect(first)
+    assert seen and all('source="sqlite/pragma.html, section: foreign_keys"' in q or 'source="pompeii.txt"' in q
+                        for q in seen)
+    seen.clear()
+    detect(second)
+    assert seen and all('source="passage-' in q for q in seen)
 
 
 BAD = [
@@ -47,6 +71,8 @@ BAD = [
      "sentence label 'maybe' is not one of: supported, unsupported"),
     ({**ITEMS[0], "answer_label": "great"}, "answer_label 'great' is not one of: correct, partial, wrong, refused"),
     ({**ITEMS[0], "id": "i2"}, "duplicate id 'i2' (first on line 1)"),
+    ({**ITEMS[0], "sources": ["a.txt"]}, "'sources' has 1 label(s) for 2 context(s)"),
+    ({**ITEMS[0], "sources": ["a.txt", 3]}, "'sources' must be a list of non-empty strings"),
 ]
 
 

@@ -225,7 +225,7 @@ def test_re_citing_needs_a_block_that_holds_the_sentence_and_a_judge_that_agrees
 
 def test_a_re_cited_sentence_is_vetoed_only_by_a_clear_no_of_the_judge() -> None:
     """No bar of the judge separates right from wrong candidate blocks, so re-citation is decided by words: P 0.4
-    for block [2] does not keep a sentence that cites [2] (min_entailment 0.45), but keeps one re-cited there from
+    for block [2] does not keep a sentence that cites [2] (min_entailment 0.5), but keeps one re-cited there from
     [1]; a clear no (P 0.2, under min_recited_entailment 0.35) does not; a checker configured with a higher bar
     refuses it."""
     def judged(p2: float) -> TableJudge:

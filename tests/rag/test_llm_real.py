@@ -203,3 +203,72 @@ def test_flash_attention_is_a_setting_that_reaches_both_contexts_and_keeps_the_j
         finally:
             llm.close()
     assert 0.0 < p[True] < 1.0 and abs(p[True] - p[False]) < 0.02, p
+
+
+def _counting_evals(llm: LocalLLM) -> list[int]:
+    """Spy on the checks' context: the number of tokens each evaluation reads."""
+    assert llm._side is not None
+    side, counts = llm._side, []
+    real = side.eval
+
+    def eval_(tokens):  # type: ignore[no-untyped-def]
+        counts.append(len(tokens))
+        return real(tokens)
+
+    side.eval = eval_  # type: ignore[method-assign]
+    return counts
+
+
+def test_a_check_citing_the_first_block_copies_it_from_the_answers_cache(monkeypatch) -> None:
+    """A claim citing the answer's first block opens as the answer's prompt does (system prompt, then that block
+    with its own source label), so the checks' context copies that part of the answer's cache and reads only the
+    claim; the judge's P stays what reading the block gives (to rounding), a claim citing another block copies
+    nothing, `reuse_answer_cache = false` turns it off, and a copy that fails leaves a clean cache (fault injected)."""
+    import llama_cpp
+
+    from ingest.records import Chunk
+    from rag.prompt import Block, build_prompt
+    from rag.records import Hit
+    from rag.verify.entailment import answerability_instruction, claim_prompt
+
+    def block(n: int, source: str, text: str) -> Block:
+        return Block(n, Hit(Chunk(chunk_id=f"c{n}", source=source, text=text, start=0, end=len(text), text_hash="",
+                                  doc_hash="", page=n + 2), 1.0), text)
+
+    blocks = [block(1, "lighthouses.pdf", "The lighthouse of Saint-Malo was painted red in 1921. " * 8),
+              block(2, "harbours.pdf", "The harbour of Brest was dredged in 1930. " * 8)]
+    question = "When was the lighthouse painted red?"
+    answer = build_prompt(question, blocks)
+    claim = "The lighthouse was painted red in 1921."
+    first = claim_prompt(claim, [blocks[0].text], labels=[blocks[0].label])
+    second = claim_prompt("The harbour was dredged in 1930.", [blocks[1].text], labels=[blocks[1].label])
+    assert 'source="lighthouses.pdf, page 3"' in first.messages[-1].content
+    p: dict[bool, float] = {}
+    for reuse in (True, False):
+        llm = LocalLLM(LocalLLMConfig(model="smollm2-135m", max_tokens=8, n_ctx=2048, reuse_answer_cache=reuse))
+        try:
+            llm.p_yes(claim_prompt("warm", ["x"]))  # opens the checks' context
+            counts = _counting_evals(llm)
+            llm.p_yes(answer.follow_up(answerability_instruction(question)))  # the answer's context reads the blocks
+            answer_cached = list(llm._llm.input_ids[: llm._llm.n_tokens])
+            tokens = llm.tokens(first.with_max_tokens(1))
+            shared = next(i for i, (a, b) in enumerate(zip(answer_cached, tokens, strict=False)) if a != b)
+            assert shared > 100  # the system prompt and the whole first block
+            p[reuse] = llm.p_yes(first)
+            if reuse:
+                assert counts == [len(tokens) - shared], (counts, len(tokens), shared)
+                assert list(llm._side.input_ids[: llm._side.n_tokens]) == tokens
+                assert list(llm._llm.input_ids[: llm._llm.n_tokens]) == answer_cached  # the answer's cache is kept
+                counts.clear()
+                llm.p_yes(second)  # shares only the system prompt with the answer: nothing to copy
+                assert counts and counts[0] > len(llm.tokens(second.with_max_tokens(1))) - shared
+                monkeypatch.setattr(llama_cpp, "llama_state_seq_set_data", lambda *a: 0)
+                counts.clear()
+                again = llm.p_yes(first)  # the copy fails: the whole prompt is read, with the same answer
+                assert counts == [len(tokens)] and abs(again - p[reuse]) < 0.05
+                monkeypatch.undo()
+            else:
+                assert counts[0] > len(tokens) - shared
+        finally:
+            llm.close()
+    assert all(0.0 < v < 1.0 for v in p.values()) and abs(p[True] - p[False]) < 0.05, p

@@ -173,6 +173,29 @@ def test_the_judge_reads_only_the_block_a_sentence_cites() -> None:
     assert "documents [1] and [2] above" in second
 
 
+def test_the_judge_sees_each_cited_blocks_source_label_as_the_answer_did() -> None:
+    """The judge's prompt shows a cited block with the source label the answer's prompt gave it, renumbered from 1, so
+    a claim citing the first block opens exactly as the answer's prompt does (a local model copies that part of the
+    answer's cache: rag.llm.local); without labels (a labelled set that gives none) the blocks are "passage-N"."""
+    from rag.prompt import build_prompt
+    from rag.verify.entailment import claim_prompt
+
+    bs = blocks(PASSAGE, "The harbour was dredged in 1930.")
+    judge = TableJudge({})
+    ClaimChecker(judge=judge).check_sentences(QUESTION, [("The harbour was dredged in 1930 [2].", (2,)),
+                                                         (FAITHFUL[0], (1,))], bs)
+    second, first = judge.questions
+    assert 'document number="1" source="d2.txt"' in second and "d1.txt" not in second
+    answer_user = build_prompt(QUESTION, bs).messages[-1].content
+    opening = answer_user[: answer_user.index("</document>") + len("</document>")]
+    assert first.startswith(opening) and 'source="d1.txt"' in opening
+    assert 'source="passage-1"' in claim_prompt("A claim.", [PASSAGE]).messages[-1].content
+    judge.questions.clear()
+    ClaimChecker(judge=judge).check_answer(QUESTION, "The harbour was dredged in 1930 [2].", [PASSAGE, "The harbour "
+                                           "was dredged in 1930."], labels=["a.pdf, page 2", "b.pdf, page 9"])
+    assert 'source="b.pdf, page 9"' in judge.questions[0]
+
+
 def test_a_sentence_that_another_block_supports_better_is_miscited() -> None:
     """Issue 8's miscitations: a true sentence citing a block that does not hold it is flagged, even when the
     judge is fooled (P 0.9); citing the block that holds it passes."""
