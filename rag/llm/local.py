@@ -121,8 +121,10 @@ class LocalLLM:
 
     def p_yes(self, prompt: Prompt) -> float:
         """P("yes") against P("no") as the first word of the model's reply to a yes/no prompt, read from the
-        logits after one forward pass over the tokens not already in the cache. A `side` prompt (a claim over its
-        cited block alone) runs in a second context, so the answer's documents stay cached for the answer."""
+        logits after a forward pass over the documents the cache lacks, then over what follows them (always read
+        again, in one batch, so that the same prompt gives the same P whatever the cache held). A `side` prompt (a
+        claim over its cited block alone) runs in a second context, so the answer's documents stay cached for the
+        answer."""
         tokens = self.tokens(prompt.with_max_tokens(1))
         with self._lock:
             if prompt.side and self._side is None and not self._side_failed:
@@ -133,13 +135,19 @@ class LocalLLM:
                     log.warning("local model %s: cannot open a second context for checks (%s); using the "
                                 "answer's", self.model, e)
             llm = self._side if prompt.side and self._side is not None else self._llm
-            n = _shared(llm, tokens)
+            # The question after the documents is always read in one batch from the documents' end, even when the
+            # cache holds it already: llama.cpp's arithmetic depends a little on how tokens are batched (one token
+            # alone vs the same token in a batch moved P by up to ~0.04 on the 135M model), so P would otherwise
+            # differ between a first check and the same check asked again (the eval's recheck of a shown answer).
+            split = self._documents_end(prompt, tokens)
+            n = min(_shared(llm, tokens), split)
             if llm is self._side and self._config.reuse_answer_cache:
-                n = self._borrow(tokens, n)
-            n = min(n, len(tokens) - 1)  # evaluate at least the last token: its logits are the answer
+                n = self._borrow(tokens, n, split)
             llm.n_tokens = n
             try:
-                llm.eval(tokens[n:])
+                if n < split:
+                    llm.eval(tokens[n:split])
+                llm.eval(tokens[split:])
             except Exception as e:
                 llm.n_tokens = 0  # the cache may be half-written: start clean next time
                 raise LLMError(f"local model {self.model}: evaluating a yes/no prompt failed: {e}") from e
@@ -148,7 +156,20 @@ class LocalLLM:
             no = _logsumexp(logits[self._no])
         return 1.0 / (1.0 + math.exp(no - yes))
 
-    def _borrow(self, tokens: list[int], have: int) -> int:
+    def _documents_end(self, prompt: Prompt, tokens: list[int]) -> int:
+        """How many of `tokens` render the prompt up to the end of its documents (then the question, read in one
+        batch); len(tokens) - 1 for a prompt without documents (its last token is read alone)."""
+        last = len(tokens) - 1
+        if not prompt.documents:
+            return last
+        text = self._format(messages=[m.to_dict() for m in prompt.messages]).prompt
+        at = text.rfind(prompt.documents)
+        if at < 0:
+            return last
+        head = self._llm.tokenize(text[: at + len(prompt.documents)].encode("utf-8"), add_bos=False, special=True)
+        return min(_shared_tokens(head, tokens), last)
+
+    def _borrow(self, tokens: list[int], have: int, split: int) -> int:
         """Copy the answer context's cache into the checks' context when the answer's prompt shares a longer start
         with `tokens` than the checks' cache does (`have` tokens), e.g. a claim citing the first block: the system
         prompt and that document are then not read again. Returns how many of `tokens` the checks' context now
@@ -157,7 +178,7 @@ class LocalLLM:
         200-token block takes over a second here."""
         main, side = self._llm, self._side
         assert side is not None
-        m = min(_shared(main, tokens), len(tokens) - 1)
+        m = min(_shared(main, tokens), split)
         if m < have + _MIN_BORROW:
             return have
         import llama_cpp
@@ -185,9 +206,13 @@ class LocalLLM:
 
 def _shared(llm: object, tokens: list[int]) -> int:
     """How many of `tokens` open the prompt already cached in `llm` (a llama_cpp.Llama)."""
-    cached = llm.input_ids[: llm.n_tokens]  # type: ignore[attr-defined]
+    return _shared_tokens(llm.input_ids[: llm.n_tokens], tokens)  # type: ignore[attr-defined]
+
+
+def _shared_tokens(cached: object, tokens: list[int]) -> int:
+    """The length of the common start of two token sequences."""
     n = 0
-    for a, b in zip(cached, tokens, strict=False):
+    for a, b in zip(cached, tokens, strict=False):  # type: ignore[call-overload]
         if a != b:
             break
         n += 1

@@ -222,8 +222,9 @@ def _counting_evals(llm: LocalLLM) -> list[int]:
 def test_a_check_citing_the_first_block_copies_it_from_the_answers_cache(monkeypatch) -> None:
     """A claim citing the answer's first block opens as the answer's prompt does (system prompt, then that block
     with its own source label), so the checks' context copies that part of the answer's cache and reads only the
-    claim; the judge's P stays what reading the block gives (to rounding), a claim citing another block copies
-    nothing, `reuse_answer_cache = false` turns it off, and a copy that fails leaves a clean cache (fault injected)."""
+    claim; the judge's P stays what reading the block gives (to rounding) and the same check asked again gives the
+    same P exactly, a claim citing another block copies nothing, `reuse_answer_cache = false` turns it off, and a
+    copy that fails leaves a clean cache (fault injected)."""
     import llama_cpp
 
     from ingest.records import Chunk
@@ -254,21 +255,26 @@ def test_a_check_citing_the_first_block_copies_it_from_the_answers_cache(monkeyp
             tokens = llm.tokens(first.with_max_tokens(1))
             shared = next(i for i, (a, b) in enumerate(zip(answer_cached, tokens, strict=False)) if a != b)
             assert shared > 100  # the system prompt and the whole first block
+            split = llm._documents_end(first, tokens)  # the statement and instruction are read from here
+            assert shared - 3 <= split <= shared  # the copy stops at the end of the block at most
             p[reuse] = llm.p_yes(first)
             if reuse:
-                assert counts == [len(tokens) - shared], (counts, len(tokens), shared)
+                assert counts == [len(tokens) - split], (counts, len(tokens), shared, split)
                 assert list(llm._side.input_ids[: llm._side.n_tokens]) == tokens
                 assert list(llm._llm.input_ids[: llm._llm.n_tokens]) == answer_cached  # the answer's cache is kept
+                counts.clear()
+                assert llm.p_yes(first) == p[reuse]  # asked again (the eval's recheck): the same P, not a rounding
+                assert counts == [len(tokens) - split]  # off: the claim is read again, in one batch, as before
                 counts.clear()
                 llm.p_yes(second)  # shares only the system prompt with the answer: nothing to copy
                 assert counts and counts[0] > len(llm.tokens(second.with_max_tokens(1))) - shared
                 monkeypatch.setattr(llama_cpp, "llama_state_seq_set_data", lambda *a: 0)
                 counts.clear()
                 again = llm.p_yes(first)  # the copy fails: the whole prompt is read, with the same answer
-                assert counts == [len(tokens)] and abs(again - p[reuse]) < 0.05
+                assert sum(counts) == len(tokens) and abs(again - p[reuse]) < 0.05
                 monkeypatch.undo()
-            else:
-                assert counts[0] > len(tokens) - shared
+            else:  # the block is read in the checks' context (after the cached system prompt), then the claim
+                assert len(counts) == 2 and counts[0] > 100 and counts[1] == len(tokens) - split, counts
         finally:
             llm.close()
     assert all(0.0 < v < 1.0 for v in p.values()) and abs(p[True] - p[False]) < 0.05, p
