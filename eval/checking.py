@@ -23,14 +23,9 @@ def sentence_verdicts(checker: Any, question: str, contexts: Sequence[str],
     judge is shown ("passage-N" when not given). Raises when the checker fails or does not give
     one verdict per sentence (the caller counts that against the checker).
     """
-    from ingest.records import Chunk
-    from rag.prompt import Block
-    from rag.records import Hit
+    from rag.prompt import blocks_from_texts
 
-    labels = list(sources) or [f"passage-{n}" for n in range(1, len(contexts) + 1)]
-    blocks = [Block(n, Hit(Chunk(chunk_id=f"context-{n}", source=label, text=text, start=0, end=len(text),
-                                 text_hash="", doc_hash=""), 0.0), text)
-              for n, (text, label) in enumerate(zip(contexts, labels, strict=True), start=1)]
+    blocks = blocks_from_texts(list(contexts), list(sources) or None)
     verdicts = checker.check_sentences(question, [(text, tuple(cited)) for text, cited in sentences], blocks)
     if len(verdicts) != len(sentences):
         raise ValueError(f"the checker gave {len(verdicts)} verdict(s) for {len(sentences)} sentence(s)")

@@ -180,6 +180,8 @@ def blocks_from_texts(texts: Sequence[str], sources: Sequence[str] | None = None
     block's whole label, as `Block.label` gives it; "passage-N" without)."""
     from ingest.records import Chunk
 
+    if sources and len(sources) != len(texts):
+        raise ValueError(f"{len(sources)} source label(s) for {len(texts)} passage(s); give one per passage or none")
     out = []
     for i, text in enumerate(texts, start=1):
         source = sources[i - 1] if sources else f"passage-{i}"

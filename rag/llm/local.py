@@ -82,10 +82,14 @@ class LocalLLM:
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def tokens(self, prompt: Prompt, prefix: str = "") -> list[int]:
-        """The prompt rendered by the model's chat template (ready for the assistant's turn), plus `prefix`:
-        the start of the assistant's answer when a stream is resumed."""
-        text = self._format(messages=[m.to_dict() for m in prompt.messages]).prompt + prefix
+    def _render(self, prompt: Prompt) -> str:
+        """The prompt rendered by the model's chat template, ready for the assistant's turn."""
+        return self._format(messages=[m.to_dict() for m in prompt.messages]).prompt
+
+    def tokens(self, prompt: Prompt, prefix: str = "", text: str | None = None) -> list[int]:
+        """The prompt rendered by the model's chat template (ready for the assistant's turn; `text` when the caller
+        rendered it already), plus `prefix`: the start of the assistant's answer when a stream is resumed."""
+        text = (self._render(prompt) if text is None else text) + prefix
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         budget = prompt.max_tokens or self._config.max_tokens
         if len(tokens) + budget > self._config.n_ctx:
@@ -125,7 +129,8 @@ class LocalLLM:
         again, in one batch, so that the same prompt gives the same P whatever the cache held). A `side` prompt (a
         claim over its cited block alone) runs in a second context, so the answer's documents stay cached for the
         answer."""
-        tokens = self.tokens(prompt.with_max_tokens(1))
+        text = self._render(prompt)
+        tokens = self.tokens(prompt.with_max_tokens(1), text=text)
         with self._lock:
             if prompt.side and self._side is None and not self._side_failed:
                 try:
@@ -139,7 +144,7 @@ class LocalLLM:
             # cache holds it already: llama.cpp's arithmetic depends a little on how tokens are batched (one token
             # alone vs the same token in a batch moved P by up to ~0.04 on the 135M model), so P would otherwise
             # differ between a first check and the same check asked again (the eval's recheck of a shown answer).
-            split = self._documents_end(prompt, tokens)
+            split = self._documents_end(prompt, text, tokens)
             n = min(_shared(llm, tokens), split)
             if llm is self._side and self._config.reuse_answer_cache:
                 n = self._borrow(tokens, n, split)
@@ -156,13 +161,13 @@ class LocalLLM:
             no = _logsumexp(logits[self._no])
         return 1.0 / (1.0 + math.exp(no - yes))
 
-    def _documents_end(self, prompt: Prompt, tokens: list[int]) -> int:
-        """How many of `tokens` render the prompt up to the end of its documents (then the question, read in one
-        batch); len(tokens) - 1 for a prompt without documents (its last token is read alone)."""
+    def _documents_end(self, prompt: Prompt, text: str, tokens: list[int]) -> int:
+        """How many of `tokens` (the prompt rendered as `text`) render it up to the end of its documents (then the
+        question, read in one batch); len(tokens) - 1 for a prompt without documents (its last token is read
+        alone)."""
         last = len(tokens) - 1
         if not prompt.documents:
             return last
-        text = self._format(messages=[m.to_dict() for m in prompt.messages]).prompt
         at = text.rfind(prompt.documents)
         if at < 0:
             return last

@@ -255,7 +255,7 @@ def test_a_check_citing_the_first_block_copies_it_from_the_answers_cache(monkeyp
             tokens = llm.tokens(first.with_max_tokens(1))
             shared = next(i for i, (a, b) in enumerate(zip(answer_cached, tokens, strict=False)) if a != b)
             assert shared > 100  # the system prompt and the whole first block
-            split = llm._documents_end(first, tokens)  # the statement and instruction are read from here
+            split = llm._documents_end(first, llm._render(first), tokens)  # the statement is read from here
             assert shared - 3 <= split <= shared  # the copy stops at the end of the block at most
             p[reuse] = llm.p_yes(first)
             if reuse:

@@ -190,6 +190,8 @@ def test_the_judge_sees_each_cited_blocks_source_label_as_the_answer_did() -> No
     opening = answer_user[: answer_user.index("</document>") + len("</document>")]
     assert first.startswith(opening) and 'source="d1.txt"' in opening
     assert 'source="passage-1"' in claim_prompt("A claim.", [PASSAGE]).messages[-1].content
+    with pytest.raises(ValueError, match="1 source label"):
+        claim_prompt("A claim.", [PASSAGE, "Another passage."], labels=["a.pdf"])
     judge.questions.clear()
     ClaimChecker(judge=judge).check_answer(QUESTION, "The harbour was dredged in 1930 [2].", [PASSAGE, "The harbour "
                                            "was dredged in 1930."], labels=["a.pdf, page 2", "b.pdf, page 9"])
