@@ -1,7 +1,7 @@
 """Seconds per verified answer and to the first shown sentence, for settings side by side (run by hand; prints).
 
     python bench/answer_speed.py --index DIR --questions corpora/lecture/questions/dev.jsonl \
-        [--limit 6] [--settings threads=1 threads=2 "threads=2,context=700" blocks=3 reuse=0 reuse=1]
+        [--limit 6] [--settings threads=1 threads=2 "threads=2,context=700" blocks=3 reuse=0 reuse=1 requant=0 requant=q4_0]
 
 Every setting answers the same dev questions through the full default pipeline (answerability, drafting,
 checks), interleaved question by question (A B A B ...) so that background load falls on all settings alike.
@@ -31,11 +31,13 @@ from rag.records import Answer  # noqa: E402
 def _overrides(spec: str) -> dict[str, object]:
     keys = {"threads": "llm.local.threads", "context": "answer.context_tokens", "max_tokens": "llm.local.max_tokens",
             "flash_attn": "llm.local.flash_attn", "blocks": "answer.max_blocks",
-            "score": "answer.min_block_score", "reuse": "llm.local.reuse_answer_cache"}
+            "score": "answer.min_block_score", "reuse": "llm.local.reuse_answer_cache",
+            "requant": "llm.local.requantize"}
     out: dict[str, object] = {}
     for part in filter(None, spec.split(",")):
         name, _, value = part.partition("=")
-        convert = {"flash_attn": lambda v: bool(int(v)), "reuse": lambda v: bool(int(v)), "score": float}.get(name, int)
+        convert = {"flash_attn": lambda v: bool(int(v)), "reuse": lambda v: bool(int(v)), "score": float,
+                   "requant": lambda v: "" if v in ("", "0") else v}.get(name, int)
         out[keys[name]] = convert(value)
     return out
 

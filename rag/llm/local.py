@@ -49,7 +49,7 @@ class LocalLLM:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        path = resolve_gguf(config.model)
+        path = resolve_gguf(config.model, config.requantize)
         self.model = config.model
         self._config = config
         self._lock = threading.Lock()

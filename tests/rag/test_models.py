@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 
 import pytest
@@ -49,3 +50,46 @@ def test_default_model_resolves_to_a_verified_gguf():
     assert path.suffix == ".gguf" and path.stat().st_size > 900_000_000
     with open(path, "rb") as fh:
         assert fh.read(4) == b"GGUF"
+
+
+def test_requantize_converts_the_default_model_once_to_q4_0(tmp_path, monkeypatch):
+    import llama_cpp
+
+    shipped = resolve_gguf("qwen2.5-1.5b")
+    assert resolve_gguf("qwen2.5-1.5b", "") == shipped  # "" = as shipped
+    monkeypatch.setattr(models, "_bundled_or_path", lambda model: shipped)  # not assembled again in tmp_path
+    monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path))
+    path = resolve_gguf("qwen2.5-1.5b", "q4_0")
+    assert path.parent == tmp_path and path.name == f"{shipped.stem}.q4_0.gguf"
+    assert 0.9 * shipped.stat().st_size < path.stat().st_size < shipped.stat().st_size
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
+    try:
+        buf = ctypes.create_string_buffer(64)
+        assert llama_cpp.llama_model_meta_val_str(model, b"general.file_type", buf, 64) > 0
+        assert int(buf.value) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+    finally:
+        llama_cpp.llama_model_free(model)
+    stamp = path.with_name(path.name + ".source").read_text()
+    assert stamp.startswith(f"{shipped.name}:{shipped.stat().st_size}:llama-cpp-python ")
+    mtime = path.stat().st_mtime_ns
+    assert resolve_gguf("qwen2.5-1.5b", "q4_0") == path and path.stat().st_mtime_ns == mtime  # not converted again
+
+
+def test_requantize_leaves_other_models_as_shipped_and_refuses_unknown_types(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path))
+    small = resolve_gguf("smollm2-135m")
+    assert resolve_gguf("smollm2-135m", "q4_0") == small  # Q4_1 already: used as given
+    with pytest.raises(LLMConfigError, match=r"requantize 'q2_k' is not known; allowed: .*'q4_0'"):
+        resolve_gguf("qwen2.5-1.5b", "q2_k")
+
+
+def test_a_failed_conversion_says_so_and_leaves_no_file(tmp_path, monkeypatch):
+    import llama_cpp
+
+    shipped = resolve_gguf("qwen2.5-1.5b")
+    monkeypatch.setattr(models, "_bundled_or_path", lambda model: shipped)
+    monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(llama_cpp, "llama_model_quantize", lambda src, dst, params: 1)
+    with pytest.raises(LLMConfigError, match=r"converting .* to q4_0 failed .*requantize = \"\""):
+        resolve_gguf("qwen2.5-1.5b", "q4_0")
+    assert not list(tmp_path.iterdir())
