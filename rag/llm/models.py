@@ -70,13 +70,13 @@ def _sha256(path: Path) -> str:
 def resolve_gguf(model: str, requantize: str = "") -> Path:
     """A verified GGUF path for a bundled model name, or the given .gguf path. With `requantize` (a key of
     REQUANTIZE_TYPES), a bundled K-quant model is converted once to that type and the converted file returned."""
+    if requantize and requantize not in REQUANTIZE_TYPES:
+        raise LLMConfigError(f"llm.local.requantize {requantize!r} is not known; allowed: \"\" (as shipped) or "
+                             + ", ".join(repr(k) for k in REQUANTIZE_TYPES))
     path = _bundled_or_path(model)
     spec = BUNDLED_MODELS.get(model)
     if not requantize or spec is None or not spec.requantizable:
         return path
-    if requantize not in REQUANTIZE_TYPES:
-        raise LLMConfigError(f"llm.local.requantize {requantize!r} is not known; allowed: \"\" (as shipped) or "
-                             + ", ".join(repr(k) for k in REQUANTIZE_TYPES))
     return _requantized(path, requantize)
 
 

@@ -79,8 +79,9 @@ def test_requantize_leaves_other_models_as_shipped_and_refuses_unknown_types(tmp
     monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path))
     small = resolve_gguf("smollm2-135m")
     assert resolve_gguf("smollm2-135m", "q4_0") == small  # Q4_1 already: used as given
-    with pytest.raises(LLMConfigError, match=r"requantize 'q2_k' is not known; allowed: .*'q4_0'"):
-        resolve_gguf("qwen2.5-1.5b", "q2_k")
+    for model in ("qwen2.5-1.5b", "smollm2-135m"):  # an unknown type is refused whatever the model
+        with pytest.raises(LLMConfigError, match=r"requantize 'q2_k' is not known; allowed: .*'q4_0'"):
+            resolve_gguf(model, "q2_k")
 
 
 def test_a_failed_conversion_says_so_and_leaves_no_file(tmp_path, monkeypatch):
