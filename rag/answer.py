@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from ingest.store import ChunkFilter
 from rag import citations as cite
 from rag.config import AnswerConfig
-from rag.drafting import NOT_THE_ANSWER, Drafter
+from rag.drafting import NOT_THE_ANSWER, Draft, Drafter
 from rag.llm.base import LLM, complete
-from rag.prompt import REFUSAL, Block, blocks_for, build_prompt, build_rewrite_prompt
+from rag.prompt import REFUSAL, Block, blocks_for, build_prompt, build_rewrite_prompt, quote_prompt
 from rag.records import Answer, Evidence, Usage
 from rag.text import content_words
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rag.verify import ClaimChecker
 
 log = logging.getLogger(__name__)
+SECOND_DRAFT = "second draft"  # opens the reason of every verdict on a second draft's sentences
 _FOLLOW_UP = {"it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she", "one", "ones"}
 
 
@@ -73,6 +74,15 @@ class Answerer:
         self.llm = llm
         self.config = config
         self.checker = checker
+
+    def _second_draft_due(self, first: Draft, p_answer: float | None) -> bool:
+        """A second draft (a sentence quoted from the documents) is asked for when answers are checked, no sentence
+        of the first passed the checks although the model did not decline, and the model's P(answerable) reaches
+        `min_second_draft_answerability` (without such a P: never)."""
+        cfg = self.config
+        return (cfg.second_draft and first.verdicts != [] and not first.shown and not first.refused_by_model
+                and p_answer is not None and p_answer >= cfg.min_second_draft_answerability
+                and self.llm.name != "extractive")
 
     def ask(self, question: str, history: Sequence[tuple[str, str]] = (), **kw: Any) -> Answer:
         """The final Answer of `stream`."""
@@ -138,17 +148,29 @@ class Answerer:
         drafter = Drafter(llm, prompt, blocks, question, checker, verify)
         yield from drafter
         d = drafter.draft
-        timings["generate"] = time.perf_counter() - t_gen - d.check_seconds
-        timings["verify"] = d.check_seconds
-        if d.first_shown is not None:
-            timings["first_token"] = d.first_shown - t0
         usage = d.usage if d.usage.total_tokens else Usage(
             sum(llm.count_tokens(m.content) for m in prompt.messages), llm.count_tokens(d.model_text))
         verdicts = tuple(d.verdicts)
+        check_seconds = d.check_seconds
+        if self._second_draft_due(d, p_answer):
+            log.info("no sentence of the first draft passed the checks: asking for a quoted sentence")
+            t_second = time.perf_counter()
+            second = Drafter(llm, quote_prompt(prompt), blocks, question, checker, verify)
+            yield from second
+            d = second.draft
+            usage = Usage(usage.prompt_tokens + d.usage.prompt_tokens, usage.completion_tokens + d.usage.completion_tokens)
+            verdicts += tuple(replace(v, reason=f"{SECOND_DRAFT}: {v.reason}" if v.reason else SECOND_DRAFT)
+                              for v in d.verdicts)
+            check_seconds += d.check_seconds
+            timings["second_draft"] = time.perf_counter() - t_second
+        timings["generate"] = time.perf_counter() - t_gen - check_seconds
+        timings["verify"] = check_seconds
+        if d.first_shown is not None:
+            timings["first_token"] = d.first_shown - t0
         if not d.shown:
             if d.refused_by_model or cite.is_refusal(d.model_text):
                 why = "the model found no answer in the passages"
-            elif verdicts and all(v.reason.startswith(NOT_THE_ANSWER) for v in verdicts):
+            elif verdicts and all(NOT_THE_ANSWER in v.reason for v in verdicts):
                 why = "no sentence of the answer gives what the question asks for"
             else:
                 why = "no sentence of the answer is supported by the passage it cites"

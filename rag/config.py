@@ -83,6 +83,10 @@ class AnswerConfig(Settings):
     min_restated_entailment: float = Field(0.6, ge=0.0, le=1.0)  # judge bar when the question's words count too
     max_miscitation: float = Field(0.1, ge=0.0, le=1.0)
     verify: bool = True
+    # When no sentence of the answer passes the checks, ask once more for a sentence copied from the documents
+    # (rag.prompt.quote_prompt), checked the same way; only when the model's P(answerable) reaches the bar.
+    second_draft: bool = False
+    min_second_draft_answerability: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class LocalLLMConfig(Settings):
@@ -94,7 +98,7 @@ class LocalLLMConfig(Settings):
     seed: int = 0
     flash_attn: bool = False  # llama.cpp's fused attention: faster, but P(yes) then depends on the KV cache's state
     reuse_answer_cache: bool = True  # a check whose prompt opens like the answer's copies that part of its cache
-    requantize: Literal["", "q4_0"] = ""  # "q4_0": a bundled Q4_K_M model converted once to Q4_0 (faster prompts)
+    requantize: Literal["", "q4_0", "iq4_nl"] = ""  # a bundled Q4_K_M model converted once to this type (faster prompts)
 
 
 class OpenAIConfig(Settings):

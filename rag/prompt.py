@@ -201,6 +201,16 @@ def build_prompt(question: str, blocks: Sequence[Block], history: Sequence[tuple
     return Prompt(tuple(messages), tuple(blocks), question, max_tokens=max_tokens, documents=documents)
 
 
+def quote_prompt(prompt: Prompt, max_tokens: int = 128) -> Prompt:
+    """The answer's prompt (same system prompt and documents, so a local model reads only the new instruction)
+    asking for the one sentence of the documents that answers the question, copied word for word: a second draft
+    when no sentence of the first passed the checks."""
+    return prompt.follow_up(
+        f"Question: {prompt.question}\n\nCopy, word for word, the one sentence of the documents above that answers "
+        "this question, and end it with that document's number in square brackets, for example [2]. If no sentence "
+        f"of the documents answers it, reply exactly: {REFUSAL}", max_tokens=max_tokens)
+
+
 def build_rewrite_prompt(question: str, history: Sequence[tuple[str, str]]) -> Prompt:
     convo = "\n".join(f"User: {u}\nAssistant: {a}" for u, a in history[-3:])
     messages = (

@@ -50,7 +50,8 @@ class LocalLLM:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = resolve_gguf(config.model, config.requantize)
-        self.model = config.model
+        converted = bool(config.requantize) and path.name.endswith(f".{config.requantize}.gguf")
+        self.model = f"{config.model}.{config.requantize}" if converted else config.model  # results name the file
         self._config = config
         self._lock = threading.Lock()
         threads = config.threads or len(os.sched_getaffinity(0))

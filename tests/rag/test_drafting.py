@@ -337,3 +337,73 @@ def test_a_sentence_about_the_documents_or_the_answer_itself_is_never_shown() ->
     # unchecked (--no-verify): the model's sentences as written
     llm = ScriptedLLM("The observatory opened in 1998 [1]. The document number for this answer is [1].")
     assert _draft(llm, None)[0] == "The observatory opened in 1998 [1]. The document number for this answer is [1]."
+
+
+class TwoDraftLLM(ScriptedLLM):
+    """A unit seam: one answer to the question, another to the request for a quoted sentence."""
+
+    def __init__(self, answer: str, quote: str) -> None:
+        super().__init__(answer, interruptible=True)
+        self.first = answer
+        self.quote = quote
+        self.prompts: list[str] = []
+
+    def stream(self, prompt: Prompt, prefix: str = "") -> Iterator[str | Usage]:
+        self.prompts.append(prompt.messages[-1].content)
+        quoting = "Copy, word for word" in prompt.messages[-1].content
+        self.answer = self.quote if quoting else self.first
+        return super().stream(prompt, prefix)
+
+
+def _two_drafts(first: str, quote: str, judge_table: dict[str, float], **config: object) -> tuple[list[str], Answer,
+                                                                                                 TwoDraftLLM]:
+    llm = TwoDraftLLM(first, quote)
+    checker = ClaimChecker(judge=TableJudge(judge_table, llm))
+    answerer = Answerer(OneHitRetriever(0.6), llm, AnswerConfig(**config), checker)  # type: ignore[arg-type]
+    *deltas, final = list(answerer.stream("When did the observatory open?"))
+    assert isinstance(final, Answer) and "".join(deltas) == final.text  # type: ignore[arg-type]
+    return deltas, final, llm  # type: ignore[return-value]
+
+
+QUOTE = "The observatory telescope has a 40 centimetre mirror and opened in 1998 [1]."
+
+
+def test_a_second_draft_quotes_the_documents_when_no_sentence_of_the_first_passes() -> None:
+    deltas, final, llm = _two_drafts("It opened in 2004 [1].", QUOTE, {"2004": 0.1}, second_draft=True)
+    assert not final.refused and final.text == QUOTE and "".join(deltas) == QUOTE
+    assert len(llm.prompts) == 2 and "Copy, word for word" in llm.prompts[1]
+    assert "Question: When did the observatory open?" in llm.prompts[1]
+    assert PASSAGES[0] in llm.prompts[1]  # the same documents, so a local model reads only the new instruction
+    first, second = final.verdicts
+    assert not first.supported and not first.reason.startswith("second draft")
+    assert second.supported and second.reason == "second draft"
+    assert final.timings["second_draft"] > 0 and final.timings["first_token"] > 0
+    assert [c.block for c in final.citations] == [1]
+
+
+def test_no_second_draft_when_off_declined_or_unlikely_answerable() -> None:
+    # off (the default): the first draft's refusal stands
+    _, final, llm = _two_drafts("It opened in 2004 [1].", QUOTE, {"2004": 0.1})
+    assert final.refused and len(llm.prompts) == 1
+    # the model declined the question: no second try
+    _, final, llm = _two_drafts(REFUSAL, QUOTE, {}, second_draft=True)
+    assert final.refused and len(llm.prompts) == 1 and "model found no answer" in final.refusal_reason
+    # P(answerable) 0.45 passes the gate (0.37) but not the second draft's bar (0.5)
+    _, final, llm = _two_drafts("It opened in 2004 [1].", QUOTE, {"2004": 0.1, "states the specific answer": 0.45},
+                                second_draft=True)
+    assert final.refused and len(llm.prompts) == 1
+    _, final, llm = _two_drafts("It opened in 2004 [1].", QUOTE, {"2004": 0.1, "states the specific answer": 0.45},
+                                second_draft=True, min_second_draft_answerability=0.4)
+    assert not final.refused and len(llm.prompts) == 2
+
+
+def test_a_second_draft_is_checked_like_the_first() -> None:
+    # an unsupported quote is dropped too, and the answer is refused with both drafts' verdicts
+    deltas, final, llm = _two_drafts("It opened in 2004 [1].", "It opened in 2005 [1].", {"200": 0.1},
+                                     second_draft=True)
+    assert final.refused and deltas == [REFUSAL] and len(llm.prompts) == 2
+    assert [v.supported for v in final.verdicts] == [False, False]
+    assert final.verdicts[1].reason.startswith("second draft: ") and "no sentence" in final.refusal_reason
+    # the second draft declines: the model found no answer
+    _, final, _ = _two_drafts("It opened in 2004 [1].", REFUSAL, {"2004": 0.1}, second_draft=True)
+    assert final.refused and "model found no answer" in final.refusal_reason

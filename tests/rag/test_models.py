@@ -73,6 +73,14 @@ def test_requantize_converts_the_default_model_once_to_q4_0(tmp_path, monkeypatc
     assert stamp.startswith(f"{shipped.name}:{shipped.stat().st_size}:llama-cpp-python ")
     mtime = path.stat().st_mtime_ns
     assert resolve_gguf("qwen2.5-1.5b", "q4_0") == path and path.stat().st_mtime_ns == mtime  # not converted again
+    from rag.config import LocalLLMConfig
+    from rag.llm.local import LocalLLM
+
+    llm = LocalLLM(LocalLLMConfig(requantize="q4_0", n_ctx=256))
+    try:  # answers and results.jsonl name the converted model
+        assert llm.model == "qwen2.5-1.5b.q4_0" and path.stat().st_mtime_ns == mtime
+    finally:
+        llm.close()
 
 
 def test_requantize_leaves_other_models_as_shipped_and_refuses_unknown_types(tmp_path, monkeypatch):
