@@ -98,7 +98,7 @@ class LocalLLMConfig(Settings):
     seed: int = 0
     flash_attn: bool = False  # llama.cpp's fused attention: faster, but P(yes) then depends on the KV cache's state
     reuse_answer_cache: bool = True  # a check whose prompt opens like the answer's copies that part of its cache
-    requantize: Literal["", "q4_0", "iq4_nl"] = ""  # a bundled Q4_K_M model converted once to this type (faster prompts)
+    requantize: Literal["", "q4_0"] = ""  # "q4_0": a bundled Q4_K_M model converted once to Q4_0 (faster prompts)
 
 
 class OpenAIConfig(Settings):

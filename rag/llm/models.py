@@ -41,7 +41,7 @@ BUNDLED_MODELS = {
     )
 }
 # What `llm.local.requantize` may name: llama.cpp's file type for each.
-REQUANTIZE_TYPES = {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "iq4_nl": "LLAMA_FTYPE_MOSTLY_IQ4_NL"}
+REQUANTIZE_TYPES = {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
 
 def cache_dir() -> Path:

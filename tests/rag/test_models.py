@@ -52,33 +52,34 @@ def test_default_model_resolves_to_a_verified_gguf():
         assert fh.read(4) == b"GGUF"
 
 
-def test_requantize_converts_the_default_model_once_to_q4_0(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("kind", "ftype"), [("q4_0", "LLAMA_FTYPE_MOSTLY_Q4_0")])  # IQ4_NL: minutes to convert
+def test_requantize_converts_the_default_model_once(tmp_path, monkeypatch, kind, ftype):
     import llama_cpp
 
     shipped = resolve_gguf("qwen2.5-1.5b")
     assert resolve_gguf("qwen2.5-1.5b", "") == shipped  # "" = as shipped
     monkeypatch.setattr(models, "_bundled_or_path", lambda model: shipped)  # not assembled again in tmp_path
     monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path))
-    path = resolve_gguf("qwen2.5-1.5b", "q4_0")
-    assert path.parent == tmp_path and path.name == f"{shipped.stem}.q4_0.gguf"
+    path = resolve_gguf("qwen2.5-1.5b", kind)
+    assert path.parent == tmp_path and path.name == f"{shipped.stem}.{kind}.gguf"
     assert 0.9 * shipped.stat().st_size < path.stat().st_size < shipped.stat().st_size
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
     try:
         buf = ctypes.create_string_buffer(64)
         assert llama_cpp.llama_model_meta_val_str(model, b"general.file_type", buf, 64) > 0
-        assert int(buf.value) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+        assert int(buf.value) == getattr(llama_cpp, ftype)
     finally:
         llama_cpp.llama_model_free(model)
     stamp = path.with_name(path.name + ".source").read_text()
     assert stamp.startswith(f"{shipped.name}:{shipped.stat().st_size}:llama-cpp-python ")
     mtime = path.stat().st_mtime_ns
-    assert resolve_gguf("qwen2.5-1.5b", "q4_0") == path and path.stat().st_mtime_ns == mtime  # not converted again
+    assert resolve_gguf("qwen2.5-1.5b", kind) == path and path.stat().st_mtime_ns == mtime  # not converted again
     from rag.config import LocalLLMConfig
     from rag.llm.local import LocalLLM
 
-    llm = LocalLLM(LocalLLMConfig(requantize="q4_0", n_ctx=256))
+    llm = LocalLLM(LocalLLMConfig(requantize=kind, n_ctx=256))
     try:  # answers and results.jsonl name the converted model
-        assert llm.model == "qwen2.5-1.5b.q4_0" and path.stat().st_mtime_ns == mtime
+        assert llm.model == f"qwen2.5-1.5b.{kind}" and path.stat().st_mtime_ns == mtime
     finally:
         llm.close()
 
