@@ -76,11 +76,11 @@ class Answerer:
         self.checker = checker
 
     def _second_draft_due(self, first: Draft, p_answer: float | None) -> bool:
-        """A second draft (a sentence quoted from the documents) is asked for when answers are checked, no sentence
+        """A second draft (asking for a sentence quoted from the documents) is due when answers are checked, no sentence
         of the first passed the checks although the model did not decline, and the model's P(answerable) reaches
         `min_second_draft_answerability` (without such a P: never)."""
         cfg = self.config
-        return (cfg.second_draft and first.verdicts != [] and not first.shown and not first.refused_by_model
+        return (cfg.second_draft and bool(first.verdicts) and not first.shown and not first.refused_by_model
                 and p_answer is not None and p_answer >= cfg.min_second_draft_answerability
                 and self.llm.name != "extractive")
 
