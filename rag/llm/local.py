@@ -25,7 +25,7 @@ import numpy as np
 from rag.config import LocalLLMConfig
 from rag.errors import LLMError
 from rag.llm.base import register
-from rag.llm.models import resolve_gguf
+from rag.llm.models import converts, resolve_gguf
 from rag.prompt import Prompt
 from rag.records import Usage
 
@@ -50,8 +50,8 @@ class LocalLLM:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = resolve_gguf(config.model, config.requantize)
-        converted = bool(config.requantize) and path.name.endswith(f".{config.requantize}.gguf")
-        self.model = f"{config.model}.{config.requantize}" if converted else config.model  # results name the file
+        converted = converts(config.model, config.requantize)  # then answers and results name the converted file
+        self.model = f"{config.model}.{config.requantize}" if converted else config.model
         self._config = config
         self._lock = threading.Lock()
         threads = config.threads or len(os.sched_getaffinity(0))

@@ -74,10 +74,13 @@ def resolve_gguf(model: str, requantize: str = "") -> Path:
         raise LLMConfigError(f"llm.local.requantize {requantize!r} is not known; allowed: \"\" (as shipped) or "
                              + ", ".join(repr(k) for k in REQUANTIZE_TYPES))
     path = _bundled_or_path(model)
+    return _requantized(path, requantize) if converts(model, requantize) else path
+
+
+def converts(model: str, requantize: str) -> bool:
+    """Whether `resolve_gguf(model, requantize)` gives a converted file (a bundled K-quant model and a type)."""
     spec = BUNDLED_MODELS.get(model)
-    if not requantize or spec is None or not spec.requantizable:
-        return path
-    return _requantized(path, requantize)
+    return bool(requantize) and spec is not None and spec.requantizable
 
 
 def _bundled_or_path(model: str) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
+from eval.scores import keywords_present  # noqa: E402
 from rag.api import open_pipeline  # noqa: E402
 from rag.config import load_config  # noqa: E402
 from rag.prompt import REFUSAL, blocks_for, build_prompt  # noqa: E402
@@ -67,7 +68,7 @@ def main(out: Path, specs: list[str]) -> None:
                     verdict = checker.check_claim(q["question"], sentence, (number,), blocks)
                     row.update(supported=verdict.supported, P=verdict.score, reason=verdict.reason,
                                lacks=not_given(q["question"], sentence),
-                               kw_in=any(k.lower() in sentence.lower() for k in row["kw"]))
+                               kw_in=bool(row["kw"]) and keywords_present(sentence, row["kw"]))
                 fh.write(json.dumps(row) + "\n")
             pipeline.close()
 
